@@ -1,0 +1,1 @@
+//! Wire-level helpers: bodies, aws-chunked, checksums, ranges.

@@ -1,1 +1,5 @@
-mod dummy {}
+//! End-to-end tests: the real `coffer` binary on ephemeral loopback ports, driven by aws-sdk-s3.
+
+mod crash;
+mod errors;
+mod objects;

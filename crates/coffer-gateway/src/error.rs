@@ -17,9 +17,15 @@ macro_rules! s3_codes {
         }
 
         impl S3ErrorCode {
-            /// The code as it appears in the XML body.
+            /// The code as it appears in the XML body (`KMS.*` codes keep AWS's dotted names).
             pub fn as_str(self) -> &'static str {
-                match self { $( S3ErrorCode::$name => stringify!($name), )* }
+                match self {
+                    S3ErrorCode::KMSDisabledException => "KMS.DisabledException",
+                    S3ErrorCode::KMSInvalidStateException => "KMS.KMSInvalidStateException",
+                    S3ErrorCode::KMSNotFoundException => "KMS.NotFoundException",
+                    S3ErrorCode::KMSInternalException => "KMS.KMSInternalException",
+                    $( S3ErrorCode::$name => stringify!($name), )*
+                }
             }
 
             /// The HTTP status AWS returns with this code.
@@ -75,6 +81,18 @@ s3_codes! {
     InvalidRequest => StatusCode::BAD_REQUEST,
     /// 400 Bad Request
     InvalidStorageClass => StatusCode::BAD_REQUEST,
+    /// 400 Bad Request
+    InvalidURI => StatusCode::BAD_REQUEST,
+    /// 416 Requested Range Not Satisfiable
+    InvalidPartNumber => StatusCode::RANGE_NOT_SATISFIABLE,
+    /// 400 Bad Request
+    InvalidTag => StatusCode::BAD_REQUEST,
+    /// 400 Bad Request
+    IllegalVersioningConfigurationException => StatusCode::BAD_REQUEST,
+    /// 400 Bad Request
+    InvalidEncryptionMethod => StatusCode::BAD_REQUEST,
+    /// 409 Conflict
+    OperationAborted => StatusCode::CONFLICT,
     /// 400 Bad Request
     KeyTooLongError => StatusCode::BAD_REQUEST,
     /// 400 Bad Request
@@ -287,6 +305,78 @@ macro_rules! s3_error {
 
 /// The result type of every handler.
 pub type S3Result<T> = Result<T, S3Error>;
+
+impl From<coffer_meta::MetaError> for S3Error {
+    fn from(e: coffer_meta::MetaError) -> Self {
+        use coffer_meta::MetaError as M;
+        match e {
+            M::NoSuchBucket(b) => S3Error::new(S3ErrorCode::NoSuchBucket, "The specified bucket does not exist")
+                .with_detail("BucketName", b),
+            M::BucketAlreadyExists(b) => S3Error::new(
+                S3ErrorCode::BucketAlreadyOwnedByYou,
+                "Your previous request to create the named bucket succeeded and you already own it.",
+            )
+            .with_detail("BucketName", b),
+            M::BucketNotEmpty(b) => S3Error::new(S3ErrorCode::BucketNotEmpty, "The bucket you tried to delete is not empty")
+                .with_detail("BucketName", b),
+            M::NoSuchKey(k) => S3Error::new(S3ErrorCode::NoSuchKey, "The specified key does not exist.").with_detail("Key", k),
+            M::NoSuchVersion(v) => S3Error::new(
+                S3ErrorCode::NoSuchVersion,
+                "The specified version does not exist.",
+            )
+            .with_detail("VersionId", v),
+            M::NoSuchUpload(u) => S3Error::new(
+                S3ErrorCode::NoSuchUpload,
+                "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.",
+            )
+            .with_detail("UploadId", u),
+            M::PreconditionFailed => S3Error::new(
+                S3ErrorCode::PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold",
+            ),
+            M::GenerationMismatch { .. } => S3Error::new(
+                S3ErrorCode::ConditionalRequestConflict,
+                "The conditional request cannot succeed due to a conflicting operation against this resource.",
+            ),
+            M::ObjectLocked(_) => S3Error::new(S3ErrorCode::AccessDenied, "Access Denied because object protected by object lock."),
+            M::Invalid(m) => S3Error::new(S3ErrorCode::InvalidRequest, m),
+            M::Unavailable(m) => {
+                let mut e = S3Error::new(S3ErrorCode::ServiceUnavailable, "Please reduce your request rate.");
+                e.0.source = Some(m.into());
+                e
+            }
+            M::Storage(m) => S3Error::internal(m),
+        }
+    }
+}
+
+impl From<coffer_kms::KmsError> for S3Error {
+    fn from(e: coffer_kms::KmsError) -> Self {
+        use coffer_kms::KmsError as K;
+        let code = match &e {
+            K::NotFound(_) | K::InvalidArn(_) => S3ErrorCode::KMSNotFoundException,
+            K::Disabled(_) => S3ErrorCode::KMSDisabledException,
+            K::InvalidState(_) => S3ErrorCode::KMSInvalidStateException,
+            K::Validation(_) | K::IncorrectKey(_) | K::AlreadyExists(_) | K::InvalidMarker(_) => S3ErrorCode::InvalidArgument,
+            K::InvalidCiphertext(_) | K::Internal(_) => return S3Error::internal(e),
+            K::Unavailable(_) => S3ErrorCode::KMSInternalException,
+        };
+        S3Error::new(code, e.message().to_string())
+    }
+}
+
+impl From<coffer_blob::BlobError> for S3Error {
+    fn from(e: coffer_blob::BlobError) -> Self {
+        match e {
+            coffer_blob::BlobError::Unavailable(_) => {
+                let mut err = S3Error::new(S3ErrorCode::ServiceUnavailable, "Please reduce your request rate.");
+                err.0.source = Some(e.into());
+                err
+            }
+            other => S3Error::internal(other),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,11 +1,26 @@
 //! The S3 HTTP API of Coffer (DESIGN.md §7).
 //!
 //! # Layout
-//! - [`error`]: S3 error codes and the XML error body; every domain error → S3 conversion.
+//! - [`server`]: the S3 and admin listeners; routing → authentication → dispatch.
+//! - [`router`]: method + host + path + query → a typed [`router::Endpoint`].
 //! - [`sigv4`]: request authentication (header, presigned, streaming chunk signatures).
 //! - [`http`]: bodies (aws-chunked, trailers), checksums, ranges.
+//! - [`s3`]: the handlers, one module per operation family.
+//! - [`sse`]: server-side encryption: envelopes of new versions, unwrapping data keys.
+//! - [`error`]: S3 error codes and the XML error body; every domain error → S3 conversion.
+//! - [`xml`], [`metrics`], [`state`]: response XML, Prometheus metrics, shared state.
 #![warn(missing_docs)]
 
 pub mod error;
 pub mod http;
+pub mod metrics;
+pub mod router;
+pub mod s3;
+pub mod server;
 pub mod sigv4;
+pub mod sse;
+pub mod state;
+pub mod xml;
+
+pub use server::{serve, serve_admin};
+pub use state::{AppState, GatewayConfig, ReqCtx, StaticCredentials};

@@ -1,0 +1,70 @@
+//! Prometheus metrics of the gateway: requests by operation and status, bytes in and out,
+//! latency histograms.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Labels of a request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The S3 operation name.
+    pub op: String,
+    /// The HTTP status code.
+    pub status: u16,
+}
+
+/// Labels of per-operation series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    /// The S3 operation name.
+    pub op: String,
+}
+
+/// The gateway's metrics and their registry.
+pub struct Metrics {
+    registry: Registry,
+    /// `coffer_s3_requests_total{op,status}`.
+    pub requests: Family<RequestLabels, Counter>,
+    /// `coffer_s3_request_duration_seconds{op}`.
+    pub latency: Family<OpLabels, Histogram>,
+    /// `coffer_s3_bytes_in_total`: object payload bytes received.
+    pub bytes_in: Counter,
+    /// `coffer_s3_bytes_out_total`: object payload bytes sent.
+    pub bytes_out: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("coffer_s3");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<OpLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+        });
+        let bytes_in = Counter::default();
+        let bytes_out = Counter::default();
+        registry.register("requests", "S3 requests by operation and status", requests.clone());
+        registry.register("request_duration_seconds", "S3 request latency", latency.clone());
+        registry.register("bytes_in", "Object payload bytes received", bytes_in.clone());
+        registry.register("bytes_out", "Object payload bytes sent", bytes_out.clone());
+        Metrics { registry, requests, latency, bytes_in, bytes_out }
+    }
+}
+
+impl Metrics {
+    /// Records one finished request.
+    pub fn observe(&self, op: &str, status: u16, seconds: f64) {
+        self.requests.get_or_create(&RequestLabels { op: op.to_string(), status }).inc();
+        self.latency.get_or_create(&OpLabels { op: op.to_string() }).observe(seconds);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

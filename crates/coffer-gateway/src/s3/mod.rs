@@ -1,0 +1,9 @@
+//! S3 operation handlers, one module per operation family.
+
+pub mod bucket;
+pub mod common;
+pub mod copy;
+pub mod data;
+pub mod list;
+pub mod multipart;
+pub mod object;

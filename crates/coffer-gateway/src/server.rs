@@ -1,0 +1,181 @@
+//! The S3 listener and the admin listener: routing, authentication, dispatch, error rendering.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use http::{HeaderValue, Method, StatusCode};
+use tokio::net::TcpListener;
+
+use crate::error::{S3Error, S3ErrorCode, S3Result};
+use crate::router::{self, Op};
+use crate::s3::{bucket, copy, list, multipart, object};
+use crate::s3_error;
+use crate::sigv4;
+use crate::state::{AppState, ReqCtx};
+
+/// Serves the S3 API (and the KMS JSON API routed by `X-Amz-Target`) until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new().fallback(handle).with_state(state);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+/// Serves `/health/live`, `/health/ready` and `/metrics` until `shutdown` resolves.
+pub async fn serve_admin(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    ready: Arc<AtomicBool>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/health/live", get(|| async { "OK\n" }))
+        .route(
+            "/health/ready",
+            get(move || {
+                let ready = ready.clone();
+                async move {
+                    if ready.load(Ordering::Acquire) {
+                        (StatusCode::OK, "ready\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|State(state): State<Arc<AppState>>| async move {
+                (
+                    [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                    state.metrics.render(),
+                )
+            }),
+        )
+        .with_state(state);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+fn request_id() -> String {
+    let raw: [u8; 8] = coffer_crypto::random_bytes().unwrap_or_default();
+    hex::encode_upper(raw)
+}
+
+async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let started = Instant::now();
+    let request_id = request_id();
+    let (parts, body) = req.into_parts();
+    let is_head = parts.method == Method::HEAD;
+    let mut op_name = "Unknown";
+    let result: S3Result<Response> = async {
+        let host = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| parts.uri.authority().map(|a| a.to_string()));
+        let endpoint = router::route(
+            &parts.method,
+            host.as_deref(),
+            parts.uri.path(),
+            parts.uri.query(),
+            &parts.headers,
+            &state.config.domains,
+        )?;
+        op_name = endpoint.op.name();
+        if sigv4::is_anonymous(&parts) {
+            return Err(s3_error!(AccessDenied, "Access Denied"));
+        }
+        let service = if endpoint.op == Op::KmsApi { "kms" } else { "s3" };
+        let auth = sigv4::verify(&parts, state.creds.as_ref(), &state.config.region, service, chrono::Utc::now())?;
+        let ctx = ReqCtx { state: state.clone(), request_id: request_id.clone(), endpoint, auth, parts };
+        dispatch(ctx, body).await
+    }
+    .await;
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(e) => error_response(&e, &request_id, is_head, op_name),
+    };
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        h.insert("x-amz-request-id", v.clone());
+        h.insert("x-amz-id-2", v);
+    }
+    h.insert(http::header::SERVER, HeaderValue::from_static("Coffer"));
+    state.metrics.observe(op_name, resp.status().as_u16(), started.elapsed().as_secs_f64());
+    resp
+}
+
+/// Renders an error; HEAD responses and 304s carry no body.
+fn error_response(e: &S3Error, request_id: &str, is_head: bool, op: &str) -> Response {
+    if e.code() == S3ErrorCode::InternalError {
+        tracing::error!(op, request_id, error = ?e, "internal error");
+    } else {
+        tracing::debug!(op, request_id, error = ?e, "request failed");
+    }
+    let status = e.code().status();
+    let no_body = is_head || status == StatusCode::NOT_MODIFIED;
+    let mut resp = if no_body {
+        Response::new(Body::empty())
+    } else {
+        let mut r = Response::new(Body::from(e.to_xml(request_id)));
+        r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+        r
+    };
+    *resp.status_mut() = status;
+    for (name, value) in e.headers() {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            resp.headers_mut().insert(*name, v);
+        }
+    }
+    resp
+}
+
+async fn dispatch(ctx: ReqCtx, body: Body) -> S3Result<Response> {
+    use Op::*;
+    match ctx.endpoint.op {
+        ListBuckets => bucket::list(ctx).await,
+        CreateBucket => bucket::create(ctx, body).await,
+        HeadBucket => bucket::head(ctx).await,
+        DeleteBucket => bucket::delete(ctx).await,
+        GetBucketLocation => bucket::location(ctx).await,
+        GetBucketVersioning => bucket::get_versioning(ctx).await,
+        PutBucketVersioning => bucket::put_versioning(ctx, body).await,
+        ListObjects => list::list_objects(ctx, false).await,
+        ListObjectsV2 => list::list_objects(ctx, true).await,
+        ListObjectVersions => list::list_versions(ctx).await,
+        DeleteObjects => list::delete_objects(ctx, body).await,
+        PutObject => object::put(ctx, body).await,
+        GetObject => object::get(ctx, false).await,
+        HeadObject => object::get(ctx, true).await,
+        DeleteObject => object::delete(ctx).await,
+        CopyObject => copy::copy_object(ctx).await,
+        CreateMultipartUpload => multipart::create(ctx).await,
+        UploadPart => multipart::upload_part(ctx, body).await,
+        UploadPartCopy => copy::upload_part_copy(ctx).await,
+        CompleteMultipartUpload => multipart::complete(ctx, body).await,
+        AbortMultipartUpload => multipart::abort(ctx).await,
+        ListParts => multipart::list_parts(ctx).await,
+        ListMultipartUploads => multipart::list_uploads(ctx).await,
+        op => Err(s3_error!(
+            NotImplemented,
+            "A header or query you provided requested a function that is not implemented: {}",
+            op.name()
+        )),
+    }
+}
+
+impl IntoResponse for S3Error {
+    fn into_response(self) -> Response {
+        error_response(&self, "0", false, "Unknown")
+    }
+}

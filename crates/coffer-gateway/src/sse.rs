@@ -1,0 +1,192 @@
+//! Server-side encryption: choosing the envelope of a new object version, unwrapping the data
+//! key of an existing one, and the response headers that describe it.
+
+use std::collections::BTreeMap;
+
+use coffer_crypto::DataKey;
+use coffer_meta::{BucketRecord, Envelope, SseAlgorithm, FORMAT_VERSION};
+use http::HeaderMap;
+
+use crate::error::S3Result;
+use crate::s3_error;
+use crate::state::AppState;
+
+/// The encryption context key S3 binds every SSE-KMS data key to.
+pub const S3_ARN_CONTEXT: &str = "aws:s3:arn";
+
+/// A new object version's data key and the envelope that stores it wrapped.
+pub struct ObjectKey {
+    /// The plaintext data key; zeroized on drop.
+    pub dek: DataKey,
+    /// What is stored in meta.
+    pub envelope: Envelope,
+}
+
+/// The encryption a request asked for (or the bucket default supplies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseRequest {
+    /// Algorithm.
+    pub algorithm: SseAlgorithm,
+    /// KMS key as the user named it (ID, ARN or alias), for SSE-KMS.
+    pub kms_key_id: Option<String>,
+    /// Extra encryption context (SSE-KMS).
+    pub context: Option<BTreeMap<String, String>>,
+}
+
+/// Reads `x-amz-server-side-encryption*` headers of a write, falling back to the bucket default.
+pub fn requested(headers: &HeaderMap, bucket: &BucketRecord) -> S3Result<SseRequest> {
+    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let algorithm = match h("x-amz-server-side-encryption") {
+        Some("AES256") => SseAlgorithm::Aes256,
+        Some("aws:kms") => SseAlgorithm::AwsKms,
+        Some(other) => {
+            return Err(s3_error!(
+                InvalidArgument,
+                "The encryption method specified is not supported"
+            )
+            .with_detail("ArgumentName", "x-amz-server-side-encryption")
+            .with_detail("ArgumentValue", other))
+        }
+        None => {
+            let default = bucket.encryption.as_ref();
+            let algorithm = default.map(|d| d.sse_algorithm).unwrap_or(SseAlgorithm::Aes256);
+            let kms_key_id = default.and_then(|d| d.kms_master_key_id.clone());
+            return Ok(SseRequest { algorithm, kms_key_id, context: None });
+        }
+    };
+    let kms_key_id = h("x-amz-server-side-encryption-aws-kms-key-id").map(str::to_string);
+    if kms_key_id.is_some() && algorithm != SseAlgorithm::AwsKms {
+        return Err(s3_error!(
+            InvalidArgument,
+            "Server Side Encryption with AWS KMS managed key requires HTTP header x-amz-server-side-encryption : aws:kms"
+        ));
+    }
+    let context = match h("x-amz-server-side-encryption-context") {
+        None => None,
+        Some(b64) => Some(parse_context(b64)?),
+    };
+    Ok(SseRequest { algorithm, kms_key_id, context })
+}
+
+fn parse_context(b64: &str) -> S3Result<BTreeMap<String, String>> {
+    use base64::Engine;
+    let bad = || {
+        s3_error!(
+            InvalidArgument,
+            "The header 'x-amz-server-side-encryption-context' shall be Base64-encoded UTF-8 string holding JSON which represents a string-string map"
+        )
+    };
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| bad())?;
+    serde_json::from_slice(&raw).map_err(|_| bad())
+}
+
+/// The S3 ARN of an object, bound as encryption context.
+pub fn object_arn(bucket: &str, key: &str) -> String {
+    format!("arn:aws:s3:::{bucket}/{key}")
+}
+
+/// Generates the data key of a new object version and wraps it as `req` says.
+pub async fn new_object_key(state: &AppState, bucket: &str, key: &str, req: &SseRequest) -> S3Result<ObjectKey> {
+    let mut context = BTreeMap::new();
+    if let Some(user) = &req.context {
+        context.extend(user.clone());
+    }
+    context.insert(S3_ARN_CONTEXT.to_string(), object_arn(bucket, key));
+    let key_id = match req.algorithm {
+        SseAlgorithm::Aes256 => state.config.sse_s3_key_arn.clone(),
+        SseAlgorithm::AwsKms => match &req.kms_key_id {
+            Some(k) => k.clone(),
+            None => aws_managed_s3_key(state).await?,
+        },
+        _ => {
+            return Err(s3_error!(
+                NotImplemented,
+                "A header you provided implies functionality that is not implemented"
+            ))
+        }
+    };
+    let generated = state.kms.generate_data_key(&key_id, &context, coffer_crypto::DEK_LEN).await?;
+    let plaintext = generated
+        .plaintext
+        .ok_or_else(|| crate::error::S3Error::internal("KMS returned no plaintext data key"))?;
+    let dek = DataKey::from_slice(&plaintext).map_err(crate::error::S3Error::internal)?;
+    let envelope = Envelope {
+        v: FORMAT_VERSION,
+        algorithm: req.algorithm,
+        kms_key_arn: Some(generated.key_id),
+        wrapped_dek: generated.ciphertext_blob,
+        context,
+        user_context: req.context.clone(),
+        bucket_key_id: None,
+        second_wrapped_dek: None,
+        sse_c_key_hmac: None,
+        sse_c_salt: None,
+        sse_c_key_md5: None,
+        generation: 0,
+    };
+    Ok(ObjectKey { dek, envelope })
+}
+
+/// The account's AWS-managed-style key for S3 (`alias/aws/s3`), created on first use.
+pub async fn aws_managed_s3_key(state: &AppState) -> S3Result<String> {
+    const ALIAS: &str = "alias/aws/s3";
+    match state.kms.describe_key(ALIAS).await {
+        Ok(meta) => Ok(meta.arn),
+        Err(coffer_kms::KmsError::NotFound(_)) => {
+            let meta = state
+                .kms
+                .create_key(coffer_kms::CreateKeyRequest {
+                    description: "Default key that protects my S3 objects when no other key is defined".into(),
+                    aws_managed: true,
+                    tags: BTreeMap::new(),
+                })
+                .await?;
+            match state.kms.create_alias(ALIAS, &meta.key_id).await {
+                Ok(()) => Ok(meta.arn),
+                // Another request created it first: use theirs.
+                Err(coffer_kms::KmsError::AlreadyExists(_)) => Ok(state.kms.describe_key(ALIAS).await?.arn),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Unwraps an existing version's data key.
+pub async fn open_object_key(state: &AppState, envelope: &Envelope) -> S3Result<DataKey> {
+    match envelope.algorithm {
+        SseAlgorithm::Aes256 | SseAlgorithm::AwsKms => {
+            let d = state.kms.decrypt(&envelope.wrapped_dek, &envelope.context, envelope.kms_key_arn.as_deref()).await?;
+            DataKey::from_slice(&d.plaintext).map_err(crate::error::S3Error::internal)
+        }
+        _ => Err(s3_error!(
+            NotImplemented,
+            "A header you provided implies functionality that is not implemented"
+        )),
+    }
+}
+
+/// The `x-amz-server-side-encryption*` response headers for an envelope.
+pub fn response_headers(envelope: &Envelope) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    match envelope.algorithm {
+        SseAlgorithm::Aes256 => out.push(("x-amz-server-side-encryption", "AES256".to_string())),
+        SseAlgorithm::AwsKms | SseAlgorithm::AwsKmsDsse => {
+            let alg = if envelope.algorithm == SseAlgorithm::AwsKms { "aws:kms" } else { "aws:kms:dsse" };
+            out.push(("x-amz-server-side-encryption", alg.to_string()));
+            if let Some(arn) = &envelope.kms_key_arn {
+                out.push(("x-amz-server-side-encryption-aws-kms-key-id", arn.clone()));
+            }
+            if envelope.bucket_key_id.is_some() {
+                out.push(("x-amz-server-side-encryption-bucket-key-enabled", "true".to_string()));
+            }
+        }
+        SseAlgorithm::SseC => {
+            out.push(("x-amz-server-side-encryption-customer-algorithm", "AES256".to_string()));
+            if let Some(md5) = &envelope.sse_c_key_md5 {
+                out.push(("x-amz-server-side-encryption-customer-key-MD5", md5.clone()));
+            }
+        }
+    }
+    out
+}

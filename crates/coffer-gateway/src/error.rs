@@ -118,6 +118,8 @@ s3_codes! {
     /// 404 Not Found
     NoSuchObjectLockConfiguration => StatusCode::NOT_FOUND,
     /// 404 Not Found
+    ObjectLockConfigurationNotFoundError => StatusCode::NOT_FOUND,
+    /// 404 Not Found
     ServerSideEncryptionConfigurationNotFoundError => StatusCode::NOT_FOUND,
     /// 501 Not Implemented
     NotImplemented => StatusCode::NOT_IMPLEMENTED,

@@ -11,6 +11,7 @@
 //! - [`xml`], [`metrics`], [`state`]: response XML, Prometheus metrics, shared state.
 #![warn(missing_docs)]
 
+pub mod bucket_keys;
 pub mod error;
 pub mod http;
 pub mod metrics;

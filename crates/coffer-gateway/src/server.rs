@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 
 use crate::error::{S3Error, S3ErrorCode, S3Result};
 use crate::router::{self, Op};
-use crate::s3::{bucket, copy, list, multipart, object};
+use crate::s3::{bucket, bucket_encryption, copy, list, multipart, object, object_lock, update_encryption};
 use crate::s3_error;
 use crate::sigv4;
 use crate::state::{AppState, ReqCtx};
@@ -92,11 +92,21 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
             &state.config.domains,
         )?;
         op_name = endpoint.op.name();
+        if endpoint.op == Op::UpdateObjectEncryption
+            && parts.headers.get(http::header::AUTHORIZATION).is_some_and(|v| v.as_bytes().starts_with(b"AWS "))
+        {
+            return Err(S3Error::new(S3ErrorCode::InvalidRequest, update_encryption::msg::SIGV4));
+        }
         if sigv4::is_anonymous(&parts) {
             return Err(s3_error!(AccessDenied, "Access Denied"));
         }
         let service = if endpoint.op == Op::KmsApi { "kms" } else { "s3" };
         let auth = sigv4::verify(&parts, state.creds.as_ref(), &state.config.region, service, chrono::Utc::now())?;
+        if let Some(owner) = parts.headers.get("x-amz-expected-bucket-owner") {
+            if owner.as_bytes() != state.config.account_id.as_bytes() {
+                return Err(s3_error!(AccessDenied, "Access Denied"));
+            }
+        }
         let ctx = ReqCtx { state: state.clone(), request_id: request_id.clone(), endpoint, auth, parts };
         dispatch(ctx, body).await
     }
@@ -158,6 +168,16 @@ async fn dispatch(ctx: ReqCtx, body: Body) -> S3Result<Response> {
         GetObject => object::get(ctx, false).await,
         HeadObject => object::get(ctx, true).await,
         DeleteObject => object::delete(ctx).await,
+        GetBucketEncryption => bucket_encryption::get(ctx).await,
+        PutBucketEncryption => bucket_encryption::put(ctx, body).await,
+        DeleteBucketEncryption => bucket_encryption::delete(ctx).await,
+        UpdateObjectEncryption => update_encryption::handle(ctx, body).await,
+        GetObjectRetention => object_lock::get_retention(ctx).await,
+        PutObjectRetention => object_lock::put_retention(ctx, body).await,
+        GetObjectLegalHold => object_lock::get_legal_hold(ctx).await,
+        PutObjectLegalHold => object_lock::put_legal_hold(ctx, body).await,
+        GetObjectLockConfiguration => object_lock::get_config(ctx).await,
+        PutObjectLockConfiguration => object_lock::put_config(ctx, body).await,
         CopyObject => copy::copy_object(ctx).await,
         CreateMultipartUpload => multipart::create(ctx).await,
         UploadPart => multipart::upload_part(ctx, body).await,

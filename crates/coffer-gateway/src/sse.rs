@@ -31,6 +31,8 @@ pub struct SseRequest {
     pub kms_key_id: Option<String>,
     /// Extra encryption context (SSE-KMS).
     pub context: Option<BTreeMap<String, String>>,
+    /// Wrap the data key with an S3 Bucket Key instead of a KMS call per object.
+    pub bucket_key: bool,
 }
 
 /// Reads `x-amz-server-side-encryption*` headers of a write, falling back to the bucket default.
@@ -51,7 +53,8 @@ pub fn requested(headers: &HeaderMap, bucket: &BucketRecord) -> S3Result<SseRequ
             let default = bucket.encryption.as_ref();
             let algorithm = default.map(|d| d.sse_algorithm).unwrap_or(SseAlgorithm::Aes256);
             let kms_key_id = default.and_then(|d| d.kms_master_key_id.clone());
-            return Ok(SseRequest { algorithm, kms_key_id, context: None });
+            let bucket_key = algorithm == SseAlgorithm::AwsKms && default.is_some_and(|d| d.bucket_key_enabled);
+            return Ok(SseRequest { algorithm, kms_key_id, context: None, bucket_key });
         }
     };
     let kms_key_id = h("x-amz-server-side-encryption-aws-kms-key-id").map(str::to_string);
@@ -65,7 +68,11 @@ pub fn requested(headers: &HeaderMap, bucket: &BucketRecord) -> S3Result<SseRequ
         None => None,
         Some(b64) => Some(parse_context(b64)?),
     };
-    Ok(SseRequest { algorithm, kms_key_id, context })
+    let bucket_key = match h("x-amz-server-side-encryption-bucket-key-enabled") {
+        Some(v) => v.eq_ignore_ascii_case("true"),
+        None => bucket.encryption.as_ref().is_some_and(|d| d.bucket_key_enabled && d.sse_algorithm == algorithm),
+    } && algorithm == SseAlgorithm::AwsKms;
+    Ok(SseRequest { algorithm, kms_key_id, context, bucket_key })
 }
 
 fn parse_context(b64: &str) -> S3Result<BTreeMap<String, String>> {
@@ -105,6 +112,26 @@ pub async fn new_object_key(state: &AppState, bucket: &str, key: &str, req: &Sse
             ))
         }
     };
+    if req.bucket_key {
+        let bk = crate::bucket_keys::active(state, bucket, &key_id).await?;
+        let dek = DataKey::generate().map_err(crate::error::S3Error::internal)?;
+        let wrapped_dek = bk.seal_dek(&dek, &object_arn(bucket, key))?;
+        let envelope = Envelope {
+            v: FORMAT_VERSION,
+            algorithm: req.algorithm,
+            kms_key_arn: Some(bk.kms_key_arn.clone()),
+            wrapped_dek,
+            context,
+            user_context: req.context.clone(),
+            bucket_key_id: Some(bk.id.clone()),
+            second_wrapped_dek: None,
+            sse_c_key_hmac: None,
+            sse_c_salt: None,
+            sse_c_key_md5: None,
+            generation: 0,
+        };
+        return Ok(ObjectKey { dek, envelope });
+    }
     let generated = state.kms.generate_data_key(&key_id, &context, coffer_crypto::DEK_LEN).await?;
     let plaintext = generated
         .plaintext
@@ -152,8 +179,14 @@ pub async fn aws_managed_s3_key(state: &AppState) -> S3Result<String> {
     }
 }
 
-/// Unwraps an existing version's data key.
+/// Unwraps an existing version's data key. `object_arn` is the ARN of the object the
+/// envelope belongs to (bound when a Bucket Key wraps the data key).
 pub async fn open_object_key(state: &AppState, envelope: &Envelope) -> S3Result<DataKey> {
+    if let Some(id) = &envelope.bucket_key_id {
+        let bk = crate::bucket_keys::by_id(state, id).await?;
+        let arn = envelope.context.get(S3_ARN_CONTEXT).cloned().unwrap_or_default();
+        return bk.open_dek(&envelope.wrapped_dek, &arn);
+    }
     match envelope.algorithm {
         SseAlgorithm::Aes256 | SseAlgorithm::AwsKms => {
             let d = state.kms.decrypt(&envelope.wrapped_dek, &envelope.context, envelope.kms_key_arn.as_deref()).await?;
@@ -189,4 +222,52 @@ pub fn response_headers(envelope: &Envelope) -> Vec<(&'static str, String)> {
         }
     }
     out
+}
+
+/// A new envelope for the same data key under `target_arn` (SSE-KMS), for UpdateObjectEncryption
+/// and re-encryption jobs. Without Bucket Keys on either side this is one KMS ReEncrypt and the
+/// plaintext data key never leaves the KMS. The caller sets the generation.
+pub async fn rewrap(
+    state: &AppState,
+    bucket: &str,
+    key: &str,
+    env: &Envelope,
+    target_arn: &str,
+    bucket_key: bool,
+) -> S3Result<Envelope> {
+    let context = env.context.clone();
+    let (kms_key_arn, wrapped_dek, bucket_key_id) = match (&env.bucket_key_id, bucket_key) {
+        (None, false) => {
+            let r = state
+                .kms
+                .re_encrypt(&env.wrapped_dek, &env.context, env.kms_key_arn.as_deref(), target_arn, &context)
+                .await?;
+            (r.key_id, r.ciphertext_blob, None)
+        }
+        (_, true) => {
+            let dek = open_object_key(state, env).await?;
+            let bk = crate::bucket_keys::active(state, bucket, target_arn).await?;
+            let wrapped = bk.seal_dek(&dek, &object_arn(bucket, key))?;
+            (bk.kms_key_arn.clone(), wrapped, Some(bk.id.clone()))
+        }
+        (Some(_), false) => {
+            let dek = open_object_key(state, env).await?;
+            let e = state.kms.encrypt(target_arn, dek.as_bytes(), &context).await?;
+            (e.key_id, e.ciphertext_blob, None)
+        }
+    };
+    Ok(Envelope {
+        v: FORMAT_VERSION,
+        algorithm: SseAlgorithm::AwsKms,
+        kms_key_arn: Some(kms_key_arn),
+        wrapped_dek,
+        context,
+        user_context: env.user_context.clone(),
+        bucket_key_id,
+        second_wrapped_dek: None,
+        sse_c_key_hmac: None,
+        sse_c_salt: None,
+        sse_c_key_md5: None,
+        generation: env.generation,
+    })
 }

@@ -69,6 +69,8 @@ pub struct AppState {
     pub config: GatewayConfig,
     /// Metrics.
     pub metrics: Metrics,
+    /// S3 Bucket Keys in use.
+    pub bucket_keys: crate::bucket_keys::BucketKeyCache,
 }
 
 /// The context of one authenticated request.

@@ -91,6 +91,7 @@ pub async fn put(ctx: ReqCtx, body: Body) -> S3Result<Response> {
     let condition = write_condition(&ctx)?;
     let sse_req = sse::requested(&ctx.parts.headers, &bucket)?;
     let version_id = version_id_for(&bucket)?;
+    let (retention, legal_hold) = super::object_lock::lock_for_new_object(&ctx, &bucket)?;
     let okey = sse::new_object_key(&state, ctx.bucket(), ctx.key(), &sse_req).await?;
     let (part, summary) = store_body(&ctx, body, &okey.dek, 0, state.config.max_put_size).await?;
     let checksum = full_object_checksum(&summary);
@@ -107,8 +108,8 @@ pub async fn put(ctx: ReqCtx, body: Body) -> S3Result<Response> {
         checksum: checksum.clone(),
         parts: vec![part.clone()],
         envelope: Some(okey.envelope.clone()),
-        retention: None,
-        legal_hold: false,
+        retention,
+        legal_hold,
         multipart_parts: 0,
     };
     let version_id = version.version_id.clone();

@@ -78,6 +78,7 @@ pub async fn run(args: DevArgs) -> Result<(), CmdError> {
             sse_s3_key_arn,
         },
         metrics: Default::default(),
+        bucket_keys: Default::default(),
     });
 
     let s3_listener = TcpListener::bind(args.listen).await?;

@@ -1,0 +1,222 @@
+//! UpdateObjectEncryption (seed 000): rewrap an object's data key under a new KMS key through
+//! KMS ReEncrypt and replace the envelope with one compare-and-set. The blob is never read or
+//! written; ETag, checksums, size, dates, storage class and metadata are unchanged.
+
+use axum::body::Body;
+use axum::response::Response;
+use coffer_meta::{Command, Envelope, MetaError, SseAlgorithm};
+use http::StatusCode;
+use serde::Deserialize;
+
+use super::bucket::read_body;
+use super::common::*;
+use crate::error::{S3Error, S3ErrorCode, S3Result};
+use crate::state::ReqCtx;
+use crate::xml;
+
+/// The seed's messages, word for word (typographic apostrophes included).
+pub mod msg {
+    /// DSSE-KMS or SSE-C source.
+    pub const SOURCE_TYPE: &str = "The UpdateObjectEncryption operation doesn’t support source objects with the encryption type DSSE-KMS or SSE-C. Only source objects encrypted with SSE-S3 or SSE-KMS are supported.";
+    /// Unencrypted source.
+    pub const SOURCE_UNENCRYPTED: &str = "The UpdateObjectEncryption operation doesn’t supported unencrypted source objects. Only source objects encrypted with SSE-S3 or SSE-KMS are supported.";
+    /// DSSE-KMS or SSE-C target.
+    pub const TARGET_TYPE: &str = "The UpdateObjectEncryption operation doesn’t support updating the encryption type to DSSE-KMS or SSE-C. Modify the request to specify SSE-KMS for the updated encryption type, and then try again.";
+    /// Not SigV4.
+    pub const SIGV4: &str = "Requests that modify an object encryption configuration require Amazon Web Services Signature Version 4. Modify the request to use Amazon Web Services Signature Version 4, and then try again.";
+    /// No valid new type.
+    pub const NEW_TYPE: &str = "Requests that modify an object encryption configuration require a valid new encryption type. Valid values are SSEKMS. Modify the request to specify SSE-KMS for the updated encryption type, and then try again.";
+    /// Missing key ARN.
+    pub const ARN_MISSING: &str = "Requests that modify an object’s encryption type to SSE-KMS require an Amazon Web Services KMS key Amazon Resource Name (ARN). Modify the request to specify a KMS key ARN, and then try again.";
+    /// Malformed key ARN.
+    pub const ARN_INVALID: &str = "Requests that modify an object’s encryption type to SSE-KMS require a valid Amazon Web Services KMS key Amazon Resource Name (ARN). Confirm that you have a correctly formatted KMS key ARN in your request, and then try again.";
+    /// BucketKeyEnabled not a boolean.
+    pub const BUCKET_KEY: &str = "The BucketKeyEnabled value isn’t valid. Valid values are true or false. Modify the request to specify a valid value, and then try again.";
+    /// Key of another account.
+    pub const OTHER_ACCOUNT: &str = "The Amazon Web Services KMS key in the request must be owned by the same account as the bucket. Modify the request to specify a KMS key from the same account, and then try again.";
+    /// Object Lock.
+    pub const OBJECT_LOCK: &str = "The encryption type for the specified object can’t be updated because that object is protected by S3 Object Lock. If the object has a governance-mode retention period or a legal hold, you must first remove the Object Lock status on the object before you issue your UpdateObjectEncryption request. You can’t use the UpdateObjectEncryption operation with objects that have an Object Lock compliance mode retention period applied to them.";
+}
+
+fn invalid(m: &str) -> S3Error {
+    S3Error::new(S3ErrorCode::InvalidRequest, m)
+}
+
+fn denied(m: &str) -> S3Error {
+    S3Error::new(S3ErrorCode::AccessDenied, m)
+}
+
+/// `ObjectEncryption`: a tagged union; only `SSE-KMS` is a valid target.
+#[derive(Deserialize, Default)]
+struct ObjectEncryption {
+    #[serde(rename = "SSE-KMS", alias = "SSEKMS")]
+    sse_kms: Option<SseKms>,
+    #[serde(rename = "SSE-S3", alias = "SSES3")]
+    sse_s3: Option<Ignored>,
+    #[serde(rename = "DSSE-KMS", alias = "DSSEKMS")]
+    dsse_kms: Option<Ignored>,
+    #[serde(rename = "SSE-C", alias = "SSEC")]
+    sse_c: Option<Ignored>,
+}
+
+#[derive(Deserialize, Default)]
+struct Ignored {}
+
+#[derive(Deserialize, Default)]
+struct SseKms {
+    #[serde(rename = "KMSKeyArn")]
+    kms_key_arn: Option<String>,
+    #[serde(rename = "BucketKeyEnabled")]
+    bucket_key_enabled: Option<String>,
+}
+
+/// What a valid request asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Target {
+    /// The full key ARN.
+    pub key_arn: String,
+    /// Use an S3 Bucket Key.
+    pub bucket_key_enabled: bool,
+}
+
+/// The seed's ARN pattern: `arn:aws[-a-z0-9]*:kms:[-a-z0-9]*:[0-9]{12}:key/.+`.
+pub fn valid_key_arn(arn: &str) -> bool {
+    let Some(rest) = arn.strip_prefix("arn:aws") else { return false };
+    let Some((partition_tail, rest)) = rest.split_once(":kms:") else { return false };
+    if !partition_tail.bytes().all(|c| c == b'-' || c.is_ascii_lowercase() || c.is_ascii_digit()) {
+        return false;
+    }
+    let Some((region, rest)) = rest.split_once(':') else { return false };
+    if !region.bytes().all(|c| c == b'-' || c.is_ascii_lowercase() || c.is_ascii_digit()) {
+        return false;
+    }
+    let Some((account, rest)) = rest.split_once(':') else { return false };
+    account.len() == 12
+        && account.bytes().all(|c| c.is_ascii_digit())
+        && rest.strip_prefix("key/").is_some_and(|id| !id.is_empty())
+}
+
+/// The account field of a key ARN.
+fn arn_account(arn: &str) -> &str {
+    arn.split(':').nth(4).unwrap_or_default()
+}
+
+/// Parses and validates the request body.
+pub fn parse_target(raw: &[u8]) -> S3Result<Target> {
+    let enc: ObjectEncryption = xml::parse(raw)?;
+    if enc.dsse_kms.is_some() || enc.sse_c.is_some() {
+        return Err(invalid(msg::TARGET_TYPE));
+    }
+    let Some(kms) = enc.sse_kms else {
+        let _ = enc.sse_s3;
+        return Err(invalid(msg::NEW_TYPE));
+    };
+    let arn = kms.kms_key_arn.map(|a| a.trim().to_string()).filter(|a| !a.is_empty());
+    let Some(key_arn) = arn else { return Err(invalid(msg::ARN_MISSING)) };
+    if !valid_key_arn(&key_arn) {
+        return Err(invalid(msg::ARN_INVALID));
+    }
+    let bucket_key_enabled = match kms.bucket_key_enabled.as_deref().map(str::trim) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(invalid(msg::BUCKET_KEY)),
+    };
+    Ok(Target { key_arn, bucket_key_enabled })
+}
+
+/// UpdateObjectEncryption.
+pub async fn handle(ctx: ReqCtx, body: Body) -> S3Result<Response> {
+    let state = ctx.state.clone();
+    let bucket = state.meta.get_bucket(ctx.bucket()).await?;
+    if bucket.directory {
+        return Err(S3Error::new(
+            S3ErrorCode::NotImplemented,
+            "This operation is not supported for directory buckets.",
+        ));
+    }
+    let raw = read_body(&ctx, body).await?;
+    let target = parse_target(&raw)?;
+    if arn_account(&target.key_arn) != state.config.account_id {
+        return Err(denied(msg::OTHER_ACCOUNT));
+    }
+    let version_id = version_param(ctx.query("versionId")).map(str::to_string);
+
+    // Compare-and-set loop: a concurrent PUT, DELETE or rewrap changes the generation (or the
+    // version); re-read and decide again.
+    for _ in 0..5 {
+        let v = state.meta.get_object(ctx.bucket(), ctx.key(), version_id.as_deref()).await?;
+        if v.delete_marker {
+            return Err(crate::s3_error!(NoSuchKey, "The specified key does not exist.").with_detail("Key", ctx.key()));
+        }
+        let env = v.envelope.clone().ok_or_else(|| invalid(msg::SOURCE_UNENCRYPTED))?;
+        match env.algorithm {
+            SseAlgorithm::Aes256 | SseAlgorithm::AwsKms => {}
+            SseAlgorithm::AwsKmsDsse | SseAlgorithm::SseC => return Err(invalid(msg::SOURCE_TYPE)),
+        }
+        let locked = v.legal_hold || v.retention.as_ref().is_some_and(|r| r.retain_until_ms > now_ms());
+        if locked {
+            return Err(denied(msg::OBJECT_LOCK));
+        }
+        let new_env = crate::sse::rewrap(&state, ctx.bucket(), ctx.key(), &env, &target.key_arn, target.bucket_key_enabled).await?;
+        let cmd = Command::UpdateEnvelope {
+            bucket: ctx.bucket().to_string(),
+            key: ctx.key().to_string(),
+            version_id: Some(v.version_id.clone()),
+            expected_generation: env.generation,
+            envelope: Envelope { generation: env.generation + 1, ..new_env },
+        };
+        match state.meta.apply(cmd).await {
+            Ok(_) => return Ok(empty(StatusCode::OK)),
+            Err(MetaError::GenerationMismatch { .. }) => continue,
+            Err(MetaError::NoSuchVersion(_)) if version_id.is_none() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(S3Error::new(
+        S3ErrorCode::ConditionalRequestConflict,
+        "The conditional request cannot succeed due to a conflicting operation against this resource.",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(inner: &str) -> Vec<u8> {
+        format!("<ObjectEncryption xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">{inner}</ObjectEncryption>").into_bytes()
+    }
+
+    #[test]
+    fn arn_pattern_of_the_seed() {
+        // Seed 000: "Pattern: (arn:aws[-a-z0-9]*:kms:[-a-z0-9]*:[0-9]{12}:key/.+)".
+        assert!(valid_key_arn("arn:aws:kms:us-east-1:000000000000:key/1234abcd-12ab-34cd-56ef-1234567890ab"));
+        assert!(valid_key_arn("arn:aws-us-gov:kms:us-gov-west-1:123456789012:key/x"));
+        assert!(!valid_key_arn("1234abcd-12ab-34cd-56ef-1234567890ab"));
+        assert!(!valid_key_arn("alias/my-key"));
+        assert!(!valid_key_arn("arn:aws:kms:us-east-1:000000000000:alias/my-key"));
+        assert!(!valid_key_arn("arn:aws:kms:us-east-1:00000000000:key/x"));
+        assert!(!valid_key_arn("arn:aws:kms:us-east-1:000000000000:key/"));
+    }
+
+    #[test]
+    fn target_validation_messages() {
+        let arn = "arn:aws:kms:us-east-1:000000000000:key/k";
+        assert_eq!(
+            parse_target(&body(&format!("<SSE-KMS><KMSKeyArn>{arn}</KMSKeyArn><BucketKeyEnabled>true</BucketKeyEnabled></SSE-KMS>"))).unwrap(),
+            Target { key_arn: arn.into(), bucket_key_enabled: true }
+        );
+        // "Requests that modify an object’s encryption type to SSE-KMS require an ... ARN."
+        assert_eq!(parse_target(&body("<SSE-KMS></SSE-KMS>")).unwrap_err().message(), msg::ARN_MISSING);
+        // "... require a valid ... ARN" — key IDs and aliases are refused.
+        assert_eq!(parse_target(&body("<SSE-KMS><KMSKeyArn>alias/x</KMSKeyArn></SSE-KMS>")).unwrap_err().message(), msg::ARN_INVALID);
+        // "The BucketKeyEnabled value isn’t valid."
+        let e = parse_target(&body(&format!("<SSE-KMS><KMSKeyArn>{arn}</KMSKeyArn><BucketKeyEnabled>yes</BucketKeyEnabled></SSE-KMS>"))).unwrap_err();
+        assert_eq!(e.message(), msg::BUCKET_KEY);
+        // "... require a valid new encryption type. Valid values are SSEKMS."
+        assert_eq!(parse_target(&body("<SSE-S3/>")).unwrap_err().message(), msg::NEW_TYPE);
+        assert_eq!(parse_target(&body("")).unwrap_err().message(), msg::NEW_TYPE);
+        // "... doesn’t support updating the encryption type to DSSE-KMS or SSE-C."
+        assert_eq!(parse_target(&body("<DSSE-KMS/>")).unwrap_err().message(), msg::TARGET_TYPE);
+        assert_eq!(parse_target(&body("<SSE-C/>")).unwrap_err().code(), S3ErrorCode::InvalidRequest);
+    }
+}

@@ -144,7 +144,9 @@ python_deps() {
 # ---------------------------------------------------------------------------------------------
 build() {
   # run_phase calls this in a `||` context, where `set -e` does not apply: check each step.
-  cargo build --bin coffer || return
+  # One feature resolution for the build and the tests (dev-dependencies included), so RocksDB
+  # and the rest compile once: `cargo build --bin coffer` alone resolves features differently.
+  cargo build --workspace --bins --tests || return
   test -x "$COFFER_BIN"
 }
 
@@ -201,7 +203,7 @@ run_phase "system deps" system_deps || true
 run_phase "python venvs" python_deps || true
 BUILD_OK=1
 if [[ "${COFFER_SKIP_BUILD:-0}" != 1 ]]; then
-  run_phase "cargo build --bin coffer" build || BUILD_OK=0
+  run_phase "cargo build" build || BUILD_OK=0
 fi
 
 RUST_RAN=0

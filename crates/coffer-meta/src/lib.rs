@@ -5,12 +5,28 @@
 //! - [`types`]: persisted, versioned records and the [`Command`]s that change them.
 //! - [`client`]: the [`MetaClient`] trait gateways use.
 //! - [`error`]: [`MetaError`].
+//! - [`keys`]: the whole keyspace of the state column family.
+//! - [`codec`]: how values are encoded (a format byte, then named MessagePack).
+//! - [`state_machine`]: [`StateMachine`], applying commands durably in log order; the command
+//!   semantics live in `ops/` (bucket, object, multipart).
+//! - [`read`] and [`list`]: consistent reads and S3 listings over a snapshot ([`Reader`]).
+//! - [`local`]: [`LocalMeta`], the in-process `MetaClient` (no Raft).
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod codec;
 pub mod error;
+pub mod keys;
+pub mod list;
+pub mod local;
+mod ops;
+pub mod read;
+pub mod state_machine;
 pub mod types;
 
 pub use client::MetaClient;
 pub use error::MetaError;
+pub use local::LocalMeta;
+pub use read::Reader;
+pub use state_machine::StateMachine;
 pub use types::*;

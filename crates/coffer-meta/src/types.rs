@@ -375,6 +375,13 @@ pub enum Command {
         /// Upload ID.
         upload_id: String,
     },
+    /// Set a value of the global config space (read with `MetaClient::get_config`).
+    PutConfig {
+        /// Name, e.g. `cluster/sse-s3-key-arn`.
+        name: String,
+        /// Value.
+        value: Vec<u8>,
+    },
 }
 
 /// What applying a command produced.

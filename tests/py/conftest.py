@@ -65,7 +65,7 @@ def server(tmp_root) -> CofferServer:
     """The shared `coffer dev` process. Tests must not kill it: use `private_server` for that."""
     s = _new_server(tmp_root, "session")
     yield s
-    s.stop()
+    s.cleanup()
 
 
 @pytest.fixture
@@ -80,7 +80,7 @@ def private_server(tmp_root):
 
     yield make
     for s in made:
-        s.stop()
+        s.cleanup()
 
 
 @pytest.fixture(scope="session")

@@ -233,8 +233,9 @@ class CofferServer:
         return text[-limit:]
 
     def cleanup(self) -> None:
+        """Stop and drop the data directory; the logs stay next to it for post-mortems."""
         self.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
     # -- clients -----------------------------------------------------------------------------
     def client(

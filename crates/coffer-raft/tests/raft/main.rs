@@ -1,0 +1,6 @@
+//! coffer-raft tests: openraft's storage suite, the storage over restarts and snapshots, and a
+//! three-node cluster on loopback.
+
+mod cluster;
+mod kv;
+mod storage;

@@ -56,6 +56,26 @@ impl KmsError {
         }
     }
 
+    /// Rebuilds an error from its AWS exception name and message (the inverse of
+    /// [`KmsError::aws_name`]); `None` for a name this enum does not carry.
+    pub fn from_aws_name(name: &str, message: impl Into<String>) -> Option<KmsError> {
+        let m = message.into();
+        Some(match name {
+            "NotFoundException" => KmsError::NotFound(m),
+            "DisabledException" => KmsError::Disabled(m),
+            "KMSInvalidStateException" => KmsError::InvalidState(m),
+            "InvalidCiphertextException" => KmsError::InvalidCiphertext(m),
+            "IncorrectKeyException" => KmsError::IncorrectKey(m),
+            "AlreadyExistsException" => KmsError::AlreadyExists(m),
+            "ValidationException" => KmsError::Validation(m),
+            "InvalidArnException" => KmsError::InvalidArn(m),
+            "InvalidMarkerException" => KmsError::InvalidMarker(m),
+            "KMSInternalException" => KmsError::Internal(m),
+            "DependencyTimeoutException" => KmsError::Unavailable(m),
+            _ => return None,
+        })
+    }
+
     /// The message without the exception name.
     pub fn message(&self) -> &str {
         match self {

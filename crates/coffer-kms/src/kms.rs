@@ -181,6 +181,15 @@ pub struct ReEncrypted {
     pub ciphertext_blob: Vec<u8>,
 }
 
+/// What [`Kms::run_maintenance`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    /// Keys deleted because their deletion window ended.
+    pub keys_deleted: usize,
+    /// Keys whose automatic rotation was due and done.
+    pub keys_rotated: usize,
+}
+
 /// The AWS KMS operations S3 needs. Every `key_id` argument accepts a key ID, key ARN,
 /// alias name (`alias/x`) or alias ARN unless documented otherwise. Returned `key_id`s are ARNs.
 #[async_trait]
@@ -190,7 +199,11 @@ pub trait Kms: Send + Sync + 'static {
     /// DescribeKey.
     async fn describe_key(&self, key_id: &str) -> Result<KeyMetadata, KmsError>;
     /// ListKeys.
-    async fn list_keys(&self, limit: Option<u32>, marker: Option<&str>) -> Result<Page<KeyListEntry>, KmsError>;
+    async fn list_keys(
+        &self,
+        limit: Option<u32>,
+        marker: Option<&str>,
+    ) -> Result<Page<KeyListEntry>, KmsError>;
     /// CreateAlias: `alias_name` is `alias/<name>`; `target_key_id` a key ID or ARN.
     async fn create_alias(&self, alias_name: &str, target_key_id: &str) -> Result<(), KmsError>;
     /// UpdateAlias.
@@ -209,11 +222,19 @@ pub trait Kms: Send + Sync + 'static {
     /// DisableKey.
     async fn disable_key(&self, key_id: &str) -> Result<(), KmsError>;
     /// ScheduleKeyDeletion, window 7–30 days (default 30). Returns the updated metadata.
-    async fn schedule_key_deletion(&self, key_id: &str, pending_window_in_days: Option<u32>) -> Result<KeyMetadata, KmsError>;
+    async fn schedule_key_deletion(
+        &self,
+        key_id: &str,
+        pending_window_in_days: Option<u32>,
+    ) -> Result<KeyMetadata, KmsError>;
     /// CancelKeyDeletion: the key returns to `Disabled`, as in AWS.
     async fn cancel_key_deletion(&self, key_id: &str) -> Result<KeyMetadata, KmsError>;
     /// EnableKeyRotation (period 90–2560 days, default 365).
-    async fn enable_key_rotation(&self, key_id: &str, rotation_period_in_days: Option<u32>) -> Result<(), KmsError>;
+    async fn enable_key_rotation(
+        &self,
+        key_id: &str,
+        rotation_period_in_days: Option<u32>,
+    ) -> Result<(), KmsError>;
     /// DisableKeyRotation.
     async fn disable_key_rotation(&self, key_id: &str) -> Result<(), KmsError>;
     /// GetKeyRotationStatus.
@@ -221,11 +242,26 @@ pub trait Kms: Send + Sync + 'static {
     /// RotateKeyOnDemand: new key material; the old stays for Decrypt. Returns the key ID.
     async fn rotate_key_on_demand(&self, key_id: &str) -> Result<String, KmsError>;
     /// ListKeyRotations.
-    async fn list_key_rotations(&self, key_id: &str, limit: Option<u32>, marker: Option<&str>) -> Result<Page<RotationEntry>, KmsError>;
+    async fn list_key_rotations(
+        &self,
+        key_id: &str,
+        limit: Option<u32>,
+        marker: Option<&str>,
+    ) -> Result<Page<RotationEntry>, KmsError>;
     /// Encrypt (plaintext up to 4096 bytes).
-    async fn encrypt(&self, key_id: &str, plaintext: &[u8], context: &EncryptionContext) -> Result<Encrypted, KmsError>;
+    async fn encrypt(
+        &self,
+        key_id: &str,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Encrypted, KmsError>;
     /// Decrypt. `key_id`, when given, must match the key that encrypted (else IncorrectKeyException).
-    async fn decrypt(&self, ciphertext_blob: &[u8], context: &EncryptionContext, key_id: Option<&str>) -> Result<Decrypted, KmsError>;
+    async fn decrypt(
+        &self,
+        ciphertext_blob: &[u8],
+        context: &EncryptionContext,
+        key_id: Option<&str>,
+    ) -> Result<Decrypted, KmsError>;
     /// ReEncrypt under `destination_key_id` with `destination_context`, never exposing the plaintext.
     async fn re_encrypt(
         &self,
@@ -236,11 +272,39 @@ pub trait Kms: Send + Sync + 'static {
         destination_context: &EncryptionContext,
     ) -> Result<ReEncrypted, KmsError>;
     /// GenerateDataKey of `number_of_bytes` (1–1024; S3 uses 32).
-    async fn generate_data_key(&self, key_id: &str, context: &EncryptionContext, number_of_bytes: usize) -> Result<GeneratedDataKey, KmsError>;
+    async fn generate_data_key(
+        &self,
+        key_id: &str,
+        context: &EncryptionContext,
+        number_of_bytes: usize,
+    ) -> Result<GeneratedDataKey, KmsError>;
     /// GenerateDataKeyWithoutPlaintext.
-    async fn generate_data_key_without_plaintext(&self, key_id: &str, context: &EncryptionContext, number_of_bytes: usize) -> Result<GeneratedDataKey, KmsError>;
+    async fn generate_data_key_without_plaintext(
+        &self,
+        key_id: &str,
+        context: &EncryptionContext,
+        number_of_bytes: usize,
+    ) -> Result<GeneratedDataKey, KmsError>;
     /// GenerateRandom (1–1024 bytes).
     async fn generate_random(&self, number_of_bytes: usize) -> Result<Vec<u8>, KmsError>;
+    /// CreateAlias allowing the reserved `alias/aws/` prefix, for Coffer's own AWS-managed-style
+    /// keys (e.g. `alias/aws/s3`). Backends that cannot create such aliases refuse.
+    async fn create_reserved_alias(
+        &self,
+        alias_name: &str,
+        target_key_id: &str,
+    ) -> Result<(), KmsError> {
+        let _ = target_key_id;
+        Err(KmsError::Validation(format!(
+            "this KMS backend cannot create the reserved alias {alias_name}"
+        )))
+    }
+    /// Periodic housekeeping the caller runs every few minutes: deletes keys whose deletion
+    /// window ended and performs due automatic rotations. A no-op where the backend (or the
+    /// remote KMS) does this itself.
+    async fn run_maintenance(&self) -> Result<MaintenanceReport, KmsError> {
+        Ok(MaintenanceReport::default())
+    }
     /// Whether this backend is fit for production (TiKV's `is_secure`); test keystores say false.
     fn is_secure(&self) -> bool {
         true

@@ -1,0 +1,96 @@
+//! AES-256-GCM sealing of small secrets (key material, data keys), `nonce ‖ ct ‖ tag`.
+//!
+//! Same contract as `coffer_crypto::wrap`; kept private here until that crate lands so the
+//! KMS does not block on it.
+
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use ring::rand::{SecureRandom, SystemRandom};
+use zeroize::Zeroizing;
+
+use crate::KmsError;
+
+/// Length of the nonce prefix of a sealed value.
+pub(crate) const NONCE_BYTES: usize = NONCE_LEN;
+/// Length of the GCM tag suffix of a sealed value.
+pub(crate) const TAG_BYTES: usize = 16;
+
+fn key(kek: &[u8; 32]) -> LessSafeKey {
+    // AES_256_GCM accepts any 32-byte key; this cannot fail.
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, kek).expect("32-byte AES-256 key"))
+}
+
+/// Seals `pt` under `kek` with a random nonce, binding `aad`.
+pub(crate) fn seal(kek: &[u8; 32], pt: &[u8], aad: &[u8]) -> Result<Vec<u8>, KmsError> {
+    let nonce_bytes = random_bytes::<NONCE_BYTES>()?;
+    let mut out = Vec::with_capacity(NONCE_BYTES + pt.len() + TAG_BYTES);
+    out.extend_from_slice(&nonce_bytes);
+    out.extend_from_slice(pt);
+    let tag = key(kek)
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce_bytes),
+            Aad::from(aad),
+            &mut out[NONCE_BYTES..],
+        )
+        .map_err(|_| KmsError::Internal("AES-GCM seal failed".into()))?;
+    out.extend_from_slice(tag.as_ref());
+    Ok(out)
+}
+
+/// Opens a value made by [`seal`]; any mismatch (key, AAD, truncation) is one opaque error.
+pub(crate) fn open(
+    kek: &[u8; 32],
+    sealed: &[u8],
+    aad: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+    if sealed.len() < NONCE_BYTES + TAG_BYTES {
+        return Err(OpenError);
+    }
+    let (nonce, ct) = sealed.split_at(NONCE_BYTES);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| OpenError)?;
+    let mut buf = Zeroizing::new(ct.to_vec());
+    let len = key(kek)
+        .open_in_place(nonce, Aad::from(aad), &mut buf)
+        .map_err(|_| OpenError)?
+        .len();
+    buf.truncate(len);
+    Ok(buf)
+}
+
+/// A sealed value did not authenticate.
+#[derive(Debug)]
+pub(crate) struct OpenError;
+
+/// `N` bytes from the system CSPRNG.
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], KmsError> {
+    let mut b = [0u8; N];
+    fill_random(&mut b)?;
+    Ok(b)
+}
+
+/// Fills `buf` from the system CSPRNG.
+pub(crate) fn fill_random(buf: &mut [u8]) -> Result<(), KmsError> {
+    SystemRandom::new()
+        .fill(buf)
+        .map_err(|_| KmsError::Internal("system random generator failed".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_tamper() {
+        let k = [7u8; 32];
+        let s = seal(&k, b"secret", b"aad").unwrap();
+        assert_eq!(s.len(), NONCE_BYTES + 6 + TAG_BYTES);
+        assert_eq!(&open(&k, &s, b"aad").unwrap()[..], b"secret");
+        assert!(open(&k, &s, b"aae").is_err());
+        assert!(open(&[8u8; 32], &s, b"aad").is_err());
+        let mut t = s.clone();
+        t[NONCE_BYTES] ^= 1;
+        assert!(open(&k, &t, b"aad").is_err());
+        assert!(open(&k, &s[..s.len() - 1], b"aad").is_err());
+        // Random nonces: two seals of the same input differ.
+        assert_ne!(seal(&k, b"secret", b"aad").unwrap(), s);
+    }
+}

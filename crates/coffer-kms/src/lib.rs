@@ -11,6 +11,7 @@
 //! - [`validate`]: AWS's parameter bounds, shared by every backend.
 //! - [`backend`]: implementations chosen at start by [`backend::open`] from a
 //!   [`backend::KmsBackendConfig`].
+//! - [`grpc`]: the gRPC service over any `Kms` and the gRPC client implementing `Kms`.
 //! - `testing` (feature `testing`): the conformance suite every backend passes.
 #![warn(missing_docs)]
 
@@ -20,6 +21,7 @@ pub mod ciphertext;
 pub mod clock;
 pub mod context;
 pub mod error;
+pub mod grpc;
 pub mod kms;
 pub mod secrets;
 pub mod validate;

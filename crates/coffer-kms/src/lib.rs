@@ -12,6 +12,7 @@
 //! - [`backend`]: implementations chosen at start by [`backend::open`] from a
 //!   [`backend::KmsBackendConfig`].
 //! - [`grpc`]: the gRPC service over any `Kms` and the gRPC client implementing `Kms`.
+//! - [`json_api`]: the AWS KMS JSON 1.1 API (`X-Amz-Target: TrentService.*`) over any `Kms`.
 //! - `testing` (feature `testing`): the conformance suite every backend passes.
 #![warn(missing_docs)]
 
@@ -22,6 +23,7 @@ pub mod clock;
 pub mod context;
 pub mod error;
 pub mod grpc;
+pub mod json_api;
 pub mod kms;
 pub mod secrets;
 pub mod validate;

@@ -453,7 +453,7 @@ def raw_request(
         host = host or f"127.0.0.1:{port}"
         path = "/"
         if bucket:
-            path += bucket
+            path += quote(bucket, safe="")
             if key is not None:
                 path += "/" + quote_key(key)
     path_qs = path + (f"?{query}" if query else "")

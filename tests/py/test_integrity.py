@@ -47,7 +47,7 @@ def test_content_md5_mismatch_is_bad_digest(s3, existing):
 def test_content_md5_malformed_is_invalid_digest(raw, s3, existing, value):
     bucket, key = existing
     resp = raw("PUT", bucket, key, body=b"new content", headers={"Content-MD5": value})
-    assert_raw_error(resp, "InvalidDigest", 400, "The Content-MD5 you specified is not valid.")
+    assert_raw_error(resp, "InvalidDigest", 400, "The Content-MD5 you specified was invalid.")
     assert_intact(s3, bucket, key)
 
 

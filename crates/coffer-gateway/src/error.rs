@@ -18,6 +18,7 @@ macro_rules! s3_codes {
 
         impl S3ErrorCode {
             /// The code as it appears in the XML body (`KMS.*` codes keep AWS's dotted names).
+            #[allow(unreachable_patterns)]
             pub fn as_str(self) -> &'static str {
                 match self {
                     S3ErrorCode::KMSDisabledException => "KMS.DisabledException",
@@ -159,6 +160,8 @@ s3_codes! {
     AuthorizationQueryParametersError => StatusCode::BAD_REQUEST,
     /// 400 Bad Request
     TooManyParts => StatusCode::BAD_REQUEST,
+    /// 400 Bad Request
+    MalformedTrailerError => StatusCode::BAD_REQUEST,
 }
 
 struct Inner {

@@ -113,6 +113,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     .await;
     let mut resp = match result {
         Ok(r) => r,
+        Err(e) if op_name == "KmsApi" => kms_error_response(&e),
         Err(e) => error_response(&e, &request_id, is_head, op_name),
     };
     let h = resp.headers_mut();
@@ -150,9 +151,40 @@ fn error_response(e: &S3Error, request_id: &str, is_head: bool, op: &str) -> Res
     resp
 }
 
+/// Errors of the KMS JSON API are JSON, as AWS KMS sends them.
+fn kms_error_response(e: &S3Error) -> Response {
+    let name = match e.code() {
+        S3ErrorCode::SignatureDoesNotMatch | S3ErrorCode::InvalidAccessKeyId => "UnrecognizedClientException",
+        S3ErrorCode::AccessDenied | S3ErrorCode::RequestTimeTooSkewed => "AccessDeniedException",
+        S3ErrorCode::InternalError => "KMSInternalException",
+        _ => "ValidationException",
+    };
+    let body = serde_json::json!({ "__type": name, "message": e.message() }).to_string();
+    let status = if e.code() == S3ErrorCode::InternalError { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::BAD_REQUEST };
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.1"));
+    r
+}
+
+/// The AWS KMS JSON 1.1 API on the S3 port, routed by `X-Amz-Target: TrentService.<Op>`.
+async fn kms_api(ctx: ReqCtx, body: Body) -> S3Result<Response> {
+    let target = ctx.header("x-amz-target").unwrap_or_default().to_string();
+    let op = target.strip_prefix("TrentService.").ok_or_else(|| {
+        S3Error::new(S3ErrorCode::InvalidRequest, format!("Unknown operation {target}"))
+    })?;
+    let raw = bucket::read_body(&ctx, body).await?;
+    let (status, json) = coffer_kms::json_api::dispatch(ctx.state.kms.as_ref(), op, &raw).await;
+    let mut r = Response::new(Body::from(json));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.1"));
+    Ok(r)
+}
+
 async fn dispatch(ctx: ReqCtx, body: Body) -> S3Result<Response> {
     use Op::*;
     match ctx.endpoint.op {
+        KmsApi => kms_api(ctx, body).await,
         ListBuckets => bucket::list(ctx).await,
         CreateBucket => bucket::create(ctx, body).await,
         HeadBucket => bucket::head(ctx).await,

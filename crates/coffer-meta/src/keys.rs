@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! M applied                                  → u64 BE: last applied log index
-//! M seq                                      → u64 BE: last assigned `seq`
+//! M layout                                   → u64 BE: LAYOUT_VERSION of this keyspace
+//! M seq                                      → u64 BE: last assigned `seq` (versions, uploads)
 //! G <name>                                   → config value (raw bytes)
 //! B <bucket>                                 → BucketRecord
 //! D <bucket>$ C <key>$                       → current ObjectVersion (only when not a delete marker)
@@ -28,7 +29,11 @@
 //! the keyspace can later be split into Raft groups by bucket ranges (TiKV's region prefix);
 //! `B`, `G` and `M` stay with the root group. Integers are big-endian so that they sort.
 
-/// Prefix of state-machine bookkeeping (`M applied`, `M seq`).
+/// Version of this layout, stored at `M layout` when a state is created and checked on open:
+/// a build refuses a state whose layout it does not know (a later layout comes with a migration).
+pub const LAYOUT_VERSION: u64 = 1;
+
+/// Prefix of state-machine bookkeeping (`M applied`, `M layout`, `M seq`).
 pub const META_PREFIX: u8 = b'M';
 /// Prefix of the global config space.
 pub const CONFIG_PREFIX: u8 = b'G';
@@ -117,6 +122,11 @@ pub fn key_successor(key: &[u8]) -> Vec<u8> {
 /// `M applied`.
 pub fn applied_index() -> Vec<u8> {
     [&[META_PREFIX][..], b"applied"].concat()
+}
+
+/// `M layout`.
+pub fn layout_version() -> Vec<u8> {
+    [&[META_PREFIX][..], b"layout"].concat()
 }
 
 /// `M seq`.

@@ -70,10 +70,8 @@ impl StateMachine {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        let mut names: Vec<String> = match Db::list_cf(&opts, path) {
-            Ok(existing) => existing,
-            Err(_) => Vec::new(), // no database yet
-        };
+        // An error here means there is no database yet.
+        let mut names: Vec<String> = Db::list_cf(&opts, path).unwrap_or_default();
         for name in [STATE_CF].iter().chain(extra) {
             if !names.iter().any(|n| n == name) {
                 names.push((*name).to_owned());
@@ -83,10 +81,30 @@ impl StateMachine {
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = Db::open_cf_descriptors(&opts, path, cfs).map_err(storage)?;
-        Ok(Self {
+        let sm = Self {
             db: Arc::new(db),
             write_lock: Mutex::new(()),
-        })
+        };
+        sm.check_layout()?;
+        Ok(sm)
+    }
+
+    /// Records the keyspace layout of a new state, or refuses a state of another layout.
+    fn check_layout(&self) -> Result<(), MetaError> {
+        let key = keys::layout_version();
+        match self.db.get_cf(self.cf(), &key).map_err(storage)? {
+            Some(v) if codec::decode_u64(&v)? == keys::LAYOUT_VERSION => Ok(()),
+            Some(v) => Err(MetaError::Storage(format!(
+                "metadata keyspace layout {} is not supported by this build (expects {})",
+                codec::decode_u64(&v)?,
+                keys::LAYOUT_VERSION
+            ))),
+            None => {
+                let mut batch = WriteBatch::default();
+                batch.put_cf(self.cf(), key, codec::encode_u64(keys::LAYOUT_VERSION));
+                self.write(batch)
+            }
+        }
     }
 
     /// The underlying database (for the Raft log's column family and checkpoints).
@@ -300,5 +318,88 @@ impl<'a> Txn<'a> {
             }
         }
         batch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::testutil::{bucket, delete, put};
+    use crate::types::Versioning;
+
+    #[test]
+    fn a_batch_isolates_failures_and_sees_earlier_commands() {
+        let dir = tempfile::tempdir().unwrap();
+        let sm = StateMachine::open(dir.path()).unwrap();
+        assert_eq!(sm.last_applied().unwrap(), 0);
+        assert!(sm.apply_batch(1, &[]).unwrap().is_empty());
+        let results = sm
+            .apply_batch(
+                1,
+                &[
+                    Command::CreateBucket(bucket("b", Versioning::Enabled)),
+                    put("b", "k", "v1", 1),
+                    put("b", "k", "v1", 2),
+                    delete("b", "k", None, "dm"),
+                    put("missing", "k", "null", 3),
+                    delete("b", "k", Some("dm"), "-"),
+                ],
+            )
+            .unwrap();
+        assert!(matches!(results[2], Err(MetaError::Invalid(_))));
+        assert!(matches!(results[4], Err(MetaError::NoSuchBucket(_))));
+        // The marker added by command 3 was seen and removed by command 5.
+        assert!(results[3].as_ref().unwrap().delete_marker);
+        assert_eq!(
+            results[5].as_ref().unwrap().version_id.as_deref(),
+            Some("dm")
+        );
+        assert_eq!(sm.last_applied().unwrap(), 6);
+        let r = sm.reader();
+        let cur = r.get_object("b", "k", None).unwrap();
+        assert_eq!(
+            (cur.version_id.as_str(), cur.parts[0].blob_id),
+            ("v1", crate::ops::testutil::blob(1))
+        );
+        assert!(matches!(
+            r.get_object("b", "k", Some("dm")),
+            Err(MetaError::NoSuchVersion(_))
+        ));
+        drop(r);
+        assert!(matches!(
+            sm.apply(6, &put("b", "x", "v9", 9)),
+            Err(MetaError::Storage(_))
+        ));
+        assert!(matches!(sm.advance(6), Err(MetaError::Storage(_))));
+        assert_eq!(sm.last_applied().unwrap(), 6);
+    }
+
+    #[test]
+    fn opens_with_extra_column_families_and_refuses_unknown_layouts() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let sm = StateMachine::open_with_column_families(dir.path(), &["logs"]).unwrap();
+            assert!(sm.db().cf_handle("logs").is_some());
+            sm.apply(
+                1,
+                &Command::CreateBucket(bucket("b", Versioning::Unversioned)),
+            )
+            .unwrap();
+        }
+        {
+            // Reopening without naming "logs" keeps it.
+            let sm = StateMachine::open(dir.path()).unwrap();
+            assert!(sm.db().cf_handle("logs").is_some());
+            assert_eq!(sm.reader().list_buckets().unwrap().len(), 1);
+            sm.db()
+                .put_cf(
+                    sm.cf(),
+                    keys::layout_version(),
+                    codec::encode_u64(keys::LAYOUT_VERSION + 1),
+                )
+                .unwrap();
+        }
+        let err = StateMachine::open(dir.path()).unwrap_err();
+        assert!(matches!(err, MetaError::Storage(m) if m.contains("layout")));
     }
 }

@@ -160,11 +160,16 @@ pub async fn get(ctx: ReqCtx, head: bool) -> S3Result<Response> {
     let version_id = version_param(ctx.query("versionId")).map(str::to_string);
     let v = find_version(&ctx, version_id.as_deref()).await?;
     check_conditions(&ctx.parts.headers, &GET_CONDITIONS, &v, false)?;
-    if let Some(env) = &v.envelope {
-        if env.algorithm != coffer_meta::SseAlgorithm::SseC && ctx.header("x-amz-server-side-encryption").is_some() {
-            return Err(s3_error!(InvalidArgument, "x-amz-server-side-encryption header is not supported for this operation."));
-        }
+    let env = v.envelope.as_ref().ok_or_else(|| S3Error::internal("object version without envelope"))?;
+    if ctx.header("x-amz-server-side-encryption").is_some() {
+        return Err(s3_error!(InvalidArgument, "x-amz-server-side-encryption header is not supported for this operation."));
     }
+    // SSE-C: the key is checked (400 missing, 403 wrong) before anything else is returned.
+    let dek = if head && env.algorithm != coffer_meta::SseAlgorithm::SseC {
+        None
+    } else {
+        Some(sse::open_for_read(&state, env, &ctx.parts.headers, sse::CustomerKeyHeaders::Object).await?)
+    };
 
     // Which bytes: a part number, a Range, or everything.
     let mut range: Option<(u64, u64)> = None;
@@ -217,13 +222,12 @@ pub async fn get(ctx: ReqCtx, head: bool) -> S3Result<Response> {
             h.extend(checksum_headers(c));
         }
     }
-    let body = if head || len == 0 {
-        Body::empty()
-    } else {
-        let env = v.envelope.as_ref().ok_or_else(|| S3Error::internal("object version without envelope"))?;
-        let dek = sse::open_object_key(&state, env).await?;
+    let body = match dek {
+        Some(dek) if !head && len > 0 => {
         state.metrics.bytes_out.inc_by(len);
         Body::from_stream(data::read_range(state.blobs.clone(), &v, dek, start, end))
+        }
+        _ => Body::empty(),
     };
     let mut resp = response(status, h, body);
     add_user_metadata(&mut resp, &v);

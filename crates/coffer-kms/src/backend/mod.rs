@@ -46,3 +46,62 @@ pub async fn open(cfg: &KmsBackendConfig) -> Result<Arc<dyn Kms>, KmsError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use base64::Engine;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn local_from_tagged_config() {
+        let dir = tempfile::tempdir().unwrap();
+        std::env::set_var(
+            "COFFER_TEST_BACKEND_ROOT_KEY",
+            base64::engine::general_purpose::STANDARD.encode([6u8; 32]),
+        );
+        let cfg: KmsBackendConfig = serde_json::from_value(serde_json::json!({
+            "type": "local",
+            "path": dir.path().join("kms"),
+            "root_key_env": "COFFER_TEST_BACKEND_ROOT_KEY",
+            "region": "ap-south-1",
+            "account_id": "000011112222",
+        }))
+        .unwrap();
+        let kms = open(&cfg).await.unwrap();
+        let k = kms.create_key(Default::default()).await.unwrap();
+        assert!(
+            k.arn
+                .starts_with("arn:aws:kms:ap-south-1:000011112222:key/"),
+            "{}",
+            k.arn
+        );
+        drop(kms);
+
+        // The same keystore from a root key file; a group-readable file is refused.
+        let key_file = dir.path().join("root.key");
+        std::fs::write(
+            &key_file,
+            base64::engine::general_purpose::STANDARD.encode([6u8; 32]),
+        )
+        .unwrap();
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let from_file = KmsBackendConfig::Local {
+            path: dir.path().join("kms"),
+            root_key_file: Some(key_file.clone()),
+            root_key_env: None,
+            region: "ap-south-1".into(),
+            account_id: "000011112222".into(),
+        };
+        let err = open(&from_file)
+            .await
+            .err()
+            .expect("group-readable root key file");
+        assert!(err.message().contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let kms = open(&from_file).await.unwrap();
+        assert_eq!(kms.describe_key(&k.key_id).await.unwrap().arn, k.arn);
+    }
+}

@@ -12,9 +12,9 @@ use tempfile::TempDir;
 
 use crate::kv::{self, KvApp};
 
-type Sm = StateMachineStore<KvApp>;
+pub type Sm = StateMachineStore<KvApp>;
 
-fn open(dir: &std::path::Path) -> (LogStore, Sm) {
+pub fn open(dir: &std::path::Path) -> (LogStore, Sm) {
     let db = open_db(&dir.join("db"), KvApp::COLUMN_FAMILIES).expect("open db");
     let sm = StateMachineStore::open(db.clone(), Arc::new(KvApp), &dir.join("snapshots"))
         .expect("open state machine");

@@ -75,6 +75,8 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let request_id = request_id();
     let (parts, body) = req.into_parts();
     let is_head = parts.method == Method::HEAD;
+    let has_body = parts.headers.get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0")
+        || parts.headers.contains_key(http::header::TRANSFER_ENCODING);
     let mut op_name = "Unknown";
     let result: S3Result<Response> = async {
         let host = parts
@@ -114,7 +116,14 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let mut resp = match result {
         Ok(r) => r,
         Err(e) if op_name == "KmsApi" => kms_error_response(&e),
-        Err(e) => error_response(&e, &request_id, is_head, op_name),
+        Err(e) => {
+            let mut r = error_response(&e, &request_id, is_head, op_name);
+            // The body may be unread: close the connection rather than leave it to the pool.
+            if has_body {
+                r.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            r
+        }
     };
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&request_id) {

@@ -112,6 +112,8 @@ pub async fn list_objects(ctx: ReqCtx, v2: bool) -> S3Result<Response> {
         .list_objects(ctx.bucket(), &ListQuery { prefix: prefix.clone(), delimiter: delimiter.clone(), start_after, max_keys })
         .await?;
 
+    // S3 answers max-keys=0 with an empty, untruncated page.
+    let page = if max_keys == 0 { coffer_meta::ListPage::default() } else { page };
     let mut w = XmlWriter::new("ListBucketResult");
     w.elem("Name", ctx.bucket()).elem("Prefix", enc.enc(&prefix));
     if v2 {

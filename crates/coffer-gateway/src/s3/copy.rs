@@ -7,7 +7,9 @@
 use axum::body::Body;
 use axum::response::Response;
 use base64::Engine;
-use coffer_meta::{BucketRecord, Checksum, Command, ObjectVersion, PartRef, Versioning, FORMAT_VERSION};
+use coffer_meta::{
+    BucketRecord, Checksum, Command, ObjectVersion, PartRef, Versioning, FORMAT_VERSION,
+};
 use futures::StreamExt;
 use http::StatusCode;
 use md5::{Digest, Md5};
@@ -43,9 +45,12 @@ pub struct CopySource {
 /// Parses `x-amz-copy-source`: `[/]bucket/key[?versionId=v]`, the bucket and key URL-encoded.
 pub fn parse_copy_source(raw: &str) -> S3Result<CopySource> {
     let invalid = || {
-        s3_error!(InvalidArgument, "Copy Source must mention the source bucket and key: sourcebucket/sourcekey")
-            .with_detail("ArgumentName", "x-amz-copy-source")
-            .with_detail("ArgumentValue", raw)
+        s3_error!(
+            InvalidArgument,
+            "Copy Source must mention the source bucket and key: sourcebucket/sourcekey"
+        )
+        .with_detail("ArgumentName", "x-amz-copy-source")
+        .with_detail("ArgumentValue", raw)
     };
     // `?` separates the version: a `?` inside a key arrives encoded.
     let (path, query) = match raw.split_once('?') {
@@ -54,7 +59,12 @@ pub fn parse_copy_source(raw: &str) -> S3Result<CopySource> {
     };
     let path = path.strip_prefix('/').unwrap_or(path);
     let (bucket, key) = path.split_once('/').ok_or_else(invalid)?;
-    let decode = |s: &str| percent_decode_str(s).decode_utf8().map(|c| c.into_owned()).map_err(|_| invalid());
+    let decode = |s: &str| {
+        percent_decode_str(s)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| invalid())
+    };
     let (bucket, key) = (decode(bucket)?, decode(key)?);
     if bucket.is_empty() || key.is_empty() {
         return Err(invalid());
@@ -64,15 +74,22 @@ pub fn parse_copy_source(raw: &str) -> S3Result<CopySource> {
         for (k, v) in form_urlencoded::parse(q.as_bytes()) {
             if k == "versionId" {
                 if v.is_empty() {
-                    return Err(s3_error!(InvalidArgument, "Version id cannot be the empty string")
-                        .with_detail("ArgumentName", "versionId")
-                        .with_detail("ArgumentValue", ""));
+                    return Err(s3_error!(
+                        InvalidArgument,
+                        "Version id cannot be the empty string"
+                    )
+                    .with_detail("ArgumentName", "versionId")
+                    .with_detail("ArgumentValue", ""));
                 }
                 version_id = Some(v.into_owned());
             }
         }
     }
-    Ok(CopySource { bucket, key, version_id })
+    Ok(CopySource {
+        bucket,
+        key,
+        version_id,
+    })
 }
 
 /// Parses `x-amz-copy-source-range: bytes=first-last` against the source size; returns the
@@ -97,12 +114,18 @@ pub fn parse_copy_range(value: &str, size: u64) -> S3Result<(u64, u64)> {
         _ => return Err(malformed()),
     };
     if first >= size {
-        return Err(s3_error!(InvalidRequest, "The specified copy range is invalid for the source object size"));
+        return Err(s3_error!(
+            InvalidRequest,
+            "The specified copy range is invalid for the source object size"
+        ));
     }
     if last >= size {
-        return Err(s3_error!(InvalidArgument, "Range specified is not valid for source object of size: {size}")
-            .with_detail("ArgumentName", "x-amz-copy-source-range")
-            .with_detail("ArgumentValue", value));
+        return Err(s3_error!(
+            InvalidArgument,
+            "Range specified is not valid for source object of size: {size}"
+        )
+        .with_detail("ArgumentName", "x-amz-copy-source-range")
+        .with_detail("ArgumentValue", value));
     }
     Ok((first, last))
 }
@@ -119,7 +142,11 @@ async fn resolve_source(ctx: &ReqCtx) -> S3Result<Source> {
     let raw = ctx.header("x-amz-copy-source").unwrap_or_default();
     let spec = parse_copy_source(raw)?;
     let bucket = ctx.state.meta.get_bucket(&spec.bucket).await?;
-    let version = ctx.state.meta.get_object(&spec.bucket, &spec.key, spec.version_id.as_deref()).await?;
+    let version = ctx
+        .state
+        .meta
+        .get_object(&spec.bucket, &spec.key, spec.version_id.as_deref())
+        .await?;
     if version.delete_marker {
         return Err(if spec.version_id.is_some() {
             s3_error!(
@@ -127,11 +154,16 @@ async fn resolve_source(ctx: &ReqCtx) -> S3Result<Source> {
                 "The source of a copy request may not specifically refer to a delete marker by version id."
             )
         } else {
-            s3_error!(NoSuchKey, "The specified key does not exist.").with_detail("Key", spec.key.clone())
+            s3_error!(NoSuchKey, "The specified key does not exist.")
+                .with_detail("Key", spec.key.clone())
         });
     }
     check_conditions(&ctx.parts.headers, &COPY_CONDITIONS, &version, true)?;
-    Ok(Source { spec, bucket, version })
+    Ok(Source {
+        spec,
+        bucket,
+        version,
+    })
 }
 
 fn too_large() -> S3Error {
@@ -150,8 +182,17 @@ struct Copied {
 
 /// The source's data key: SSE-C sources need `x-amz-copy-source-server-side-encryption-customer-*`.
 async fn open_source_key(ctx: &ReqCtx, src: &ObjectVersion) -> S3Result<coffer_crypto::DataKey> {
-    let env = src.envelope.as_ref().ok_or_else(|| S3Error::internal("object version without envelope"))?;
-    sse::open_for_read(&ctx.state, env, &ctx.parts.headers, CustomerKeyHeaders::CopySource).await
+    let env = src
+        .envelope
+        .as_ref()
+        .ok_or_else(|| S3Error::internal("object version without envelope"))?;
+    sse::open_for_read(
+        &ctx.state,
+        env,
+        &ctx.parts.headers,
+        CustomerKeyHeaders::CopySource,
+    )
+    .await
 }
 
 /// Streams plaintext bytes `range` of `src` (opened with `src_dek`) into a new blob sealed
@@ -171,7 +212,13 @@ async fn reseal(
     let mut sink = BlobSink::create(state, dek, part_number).await?;
     let result: S3Result<()> = async {
         if let Some((start, end)) = range {
-            let mut stream = std::pin::pin!(data::read_range(state.blobs.clone(), src, src_dek, start, end));
+            let mut stream = std::pin::pin!(data::read_range(
+                state.blobs.clone(),
+                src,
+                src_dek,
+                start,
+                end
+            ));
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(S3Error::internal)?;
                 md5.update(&chunk);
@@ -187,7 +234,11 @@ async fn reseal(
         return Err(e);
     }
     let part = sink.finish().await?;
-    Ok(Copied { part, md5: md5.finalize().into(), checksum: sum.finish() })
+    Ok(Copied {
+        part,
+        md5: md5.finalize().into(),
+        checksum: sum.finish(),
+    })
 }
 
 /// The whole object as a range, or `None` when it is empty.
@@ -210,7 +261,8 @@ fn replace_metadata(ctx: &ReqCtx) -> S3Result<bool> {
 /// else S3's default.
 fn copy_algorithm(ctx: &ReqCtx, src: &ObjectVersion) -> S3Result<ChecksumAlgorithm> {
     if let Some(asked) = ctx.header("x-amz-checksum-algorithm") {
-        return ChecksumAlgorithm::from_name(asked.trim()).ok_or_else(multipart::unsupported_algorithm);
+        return ChecksumAlgorithm::from_name(asked.trim())
+            .ok_or_else(multipart::unsupported_algorithm);
     }
     Ok(src
         .checksum
@@ -222,7 +274,10 @@ fn copy_algorithm(ctx: &ReqCtx, src: &ObjectVersion) -> S3Result<ChecksumAlgorit
 
 fn source_version_header(src: &Source, h: &mut Vec<(&'static str, String)>) {
     if src.bucket.versioning != Versioning::Unversioned && src.version.version_id != "null" {
-        h.push(("x-amz-copy-source-version-id", src.version.version_id.clone()));
+        h.push((
+            "x-amz-copy-source-version-id",
+            src.version.version_id.clone(),
+        ));
     }
 }
 
@@ -244,8 +299,12 @@ pub async fn copy_object(ctx: ReqCtx) -> S3Result<Response> {
         let changes_something = requested.storage_class.is_some()
             || requested.website_redirect_location.is_some()
             || ctx.header("x-amz-server-side-encryption").is_some()
-            || ctx.header("x-amz-server-side-encryption-aws-kms-key-id").is_some()
-            || ctx.header("x-amz-server-side-encryption-customer-algorithm").is_some()
+            || ctx
+                .header("x-amz-server-side-encryption-aws-kms-key-id")
+                .is_some()
+            || ctx
+                .header("x-amz-server-side-encryption-customer-algorithm")
+                .is_some()
             || dest_bucket.encryption.is_some()
             || match &src.spec.version_id {
                 Some(v) => state
@@ -280,7 +339,16 @@ pub async fn copy_object(ctx: ReqCtx) -> S3Result<Response> {
     let version_id = version_id_for(&dest_bucket)?;
     let src_dek = open_source_key(&ctx, &src.version).await?;
     let okey = sse::new_object_key(&state, ctx.bucket(), ctx.key(), &sse_req).await?;
-    let copied = reseal(&state, &src.version, src_dek, whole(src.version.size), &okey.dek, 0, algorithm).await?;
+    let copied = reseal(
+        &state,
+        &src.version,
+        src_dek,
+        whole(src.version.size),
+        &okey.dek,
+        0,
+        algorithm,
+    )
+    .await?;
 
     let etag = hex::encode(copied.md5);
     let checksum = Checksum {
@@ -310,7 +378,11 @@ pub async fn copy_object(ctx: ReqCtx) -> S3Result<Response> {
         legal_hold,
         multipart_parts: 0,
     };
-    let cmd = Command::PutObject { bucket: ctx.bucket().to_string(), version, condition };
+    let cmd = Command::PutObject {
+        bucket: ctx.bucket().to_string(),
+        version,
+        condition,
+    };
     let out = match state.meta.apply(cmd).await {
         Ok(out) => out,
         Err(e) => {
@@ -331,7 +403,11 @@ pub async fn copy_object(ctx: ReqCtx) -> S3Result<Response> {
     }
     source_version_header(&src, &mut h);
     h.extend(sse::response_headers(&okey.envelope));
-    Ok(response(StatusCode::OK, h, Body::from(w.finish("CopyObjectResult"))))
+    Ok(response(
+        StatusCode::OK,
+        h,
+        Body::from(w.finish("CopyObjectResult")),
+    ))
 }
 
 /// UploadPartCopy.
@@ -358,7 +434,16 @@ pub async fn upload_part_copy(ctx: ReqCtx) -> S3Result<Response> {
     let algorithm = multipart::part_algorithm(&upload);
     let src_dek = open_source_key(&ctx, &src.version).await?;
     let dek = multipart::open_upload_key(&ctx, &upload).await?;
-    let copied = reseal(&state, &src.version, src_dek, range, &dek, part_number, algorithm).await?;
+    let copied = reseal(
+        &state,
+        &src.version,
+        src_dek,
+        range,
+        &dek,
+        part_number,
+        algorithm,
+    )
+    .await?;
     drop(dek);
 
     let etag = hex::encode(copied.md5);
@@ -370,14 +455,19 @@ pub async fn upload_part_copy(ctx: ReqCtx) -> S3Result<Response> {
     multipart::record_part(&ctx, &upload.upload_id, part, last_modified_ms).await?;
 
     let mut w = XmlWriter::new("CopyPartResult");
-    w.elem("ETag", quote(&etag)).elem("LastModified", iso8601_ms(last_modified_ms));
+    w.elem("ETag", quote(&etag))
+        .elem("LastModified", iso8601_ms(last_modified_ms));
     if let (Some(alg), Some(v)) = (multipart::upload_algorithm(&upload), checksum_value) {
         w.elem(alg.xml_element(), v);
     }
     let mut h = vec![("content-type", "application/xml".to_string())];
     source_version_header(&src, &mut h);
     h.extend(sse::response_headers(&upload.envelope));
-    Ok(response(StatusCode::OK, h, Body::from(w.finish("CopyPartResult"))))
+    Ok(response(
+        StatusCode::OK,
+        h,
+        Body::from(w.finish("CopyPartResult")),
+    ))
 }
 
 #[cfg(test)]
@@ -387,13 +477,24 @@ mod tests {
     #[test]
     fn copy_source_forms() {
         let s = parse_copy_source("bucket/some%20dir/key%3F.txt").unwrap();
-        assert_eq!((s.bucket.as_str(), s.key.as_str(), s.version_id), ("bucket", "some dir/key?.txt", None));
+        assert_eq!(
+            (s.bucket.as_str(), s.key.as_str(), s.version_id),
+            ("bucket", "some dir/key?.txt", None)
+        );
         let s = parse_copy_source("/bucket/a/b?versionId=3%2Fxyz").unwrap();
         assert_eq!((s.bucket.as_str(), s.key.as_str()), ("bucket", "a/b"));
         assert_eq!(s.version_id.as_deref(), Some("3/xyz"));
         let s = parse_copy_source("b/k%2Bplus").unwrap();
         assert_eq!(s.key, "k+plus");
-        for bad in ["", "bucket", "/bucket", "bucket/", "/bucket/", "/key-only", "%ff/x"] {
+        for bad in [
+            "",
+            "bucket",
+            "/bucket",
+            "bucket/",
+            "/bucket/",
+            "/key-only",
+            "%ff/x",
+        ] {
             let e = parse_copy_source(bad).unwrap_err();
             assert_eq!(e.code().as_str(), "InvalidArgument", "{bad}");
         }
@@ -401,23 +502,54 @@ mod tests {
             parse_copy_source("bucket").unwrap_err().message(),
             "Copy Source must mention the source bucket and key: sourcebucket/sourcekey"
         );
-        assert_eq!(parse_copy_source("b/k?versionId=").unwrap_err().code().as_str(), "InvalidArgument");
+        assert_eq!(
+            parse_copy_source("b/k?versionId=")
+                .unwrap_err()
+                .code()
+                .as_str(),
+            "InvalidArgument"
+        );
     }
 
     #[test]
     fn copy_source_range() {
         assert_eq!(parse_copy_range("bytes=0-9", 10).unwrap(), (0, 9));
         assert_eq!(parse_copy_range("bytes=5-5", 10).unwrap(), (5, 5));
-        for bad in ["0-9", "bytes=-9", "bytes=3-", "bytes=9-3", "bytes=a-b", "bytes=0-1,3-4", "bits=0-1", "bytes=1"] {
+        for bad in [
+            "0-9",
+            "bytes=-9",
+            "bytes=3-",
+            "bytes=9-3",
+            "bytes=a-b",
+            "bytes=0-1,3-4",
+            "bits=0-1",
+            "bytes=1",
+        ] {
             let e = parse_copy_range(bad, 10).unwrap_err();
             assert_eq!(e.code().as_str(), "InvalidArgument", "{bad}");
-            assert!(e.message().starts_with("The x-amz-copy-source-range value must be of the form"), "{bad}");
+            assert!(
+                e.message()
+                    .starts_with("The x-amz-copy-source-range value must be of the form"),
+                "{bad}"
+            );
         }
         let e = parse_copy_range("bytes=0-10", 10).unwrap_err();
-        assert_eq!((e.code().as_str(), e.message()), ("InvalidArgument", "Range specified is not valid for source object of size: 10"));
+        assert_eq!(
+            (e.code().as_str(), e.message()),
+            (
+                "InvalidArgument",
+                "Range specified is not valid for source object of size: 10"
+            )
+        );
         let e = parse_copy_range("bytes=10-12", 10).unwrap_err();
         assert_eq!(e.code().as_str(), "InvalidRequest");
-        assert_eq!(parse_copy_range("bytes=0-0", 0).unwrap_err().code().as_str(), "InvalidRequest");
+        assert_eq!(
+            parse_copy_range("bytes=0-0", 0)
+                .unwrap_err()
+                .code()
+                .as_str(),
+            "InvalidRequest"
+        );
     }
 
     #[test]

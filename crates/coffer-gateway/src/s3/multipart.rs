@@ -11,8 +11,8 @@ use axum::body::Body;
 use axum::response::Response;
 use base64::Engine;
 use coffer_meta::{
-    Checksum, Command, MetaError, MultipartUpload, ObjectVersion, PartRef, SseAlgorithm, UploadQuery,
-    UploadedPart, Versioning, FORMAT_VERSION,
+    Checksum, Command, MetaError, MultipartUpload, ObjectVersion, PartRef, SseAlgorithm,
+    UploadQuery, UploadedPart, Versioning, FORMAT_VERSION,
 };
 use http::StatusCode;
 use md5::{Digest, Md5};
@@ -61,7 +61,8 @@ pub fn multipart_etag<'a>(part_etags: impl IntoIterator<Item = &'a str>) -> S3Re
     let mut md5 = Md5::new();
     let mut n = 0usize;
     for etag in part_etags {
-        let raw = hex::decode(etag.trim_matches('"')).map_err(|_| S3Error::internal("part ETag is not hex MD5"))?;
+        let raw = hex::decode(etag.trim_matches('"'))
+            .map_err(|_| S3Error::internal("part ETag is not hex MD5"))?;
         md5.update(&raw);
         n += 1;
     }
@@ -93,7 +94,12 @@ pub fn upload_checksum_settings(
         None => COMPOSITE,
         Some(t) if t.eq_ignore_ascii_case(COMPOSITE) => COMPOSITE,
         Some(t) if t.eq_ignore_ascii_case(FULL_OBJECT) => FULL_OBJECT,
-        Some(_) => return Err(s3_error!(InvalidRequest, "Value for x-amz-checksum-type header is invalid.")),
+        Some(_) => {
+            return Err(s3_error!(
+                InvalidRequest,
+                "Value for x-amz-checksum-type header is invalid."
+            ))
+        }
     };
     if ty == COMPOSITE && alg == ChecksumAlgorithm::Crc64Nvme {
         return Err(s3_error!(
@@ -123,7 +129,10 @@ pub async fn create(ctx: ReqCtx) -> S3Result<Response> {
     check_key(ctx.key())?;
     let bucket = state.meta.get_bucket(ctx.bucket()).await?;
     let headers = object_headers(&ctx.parts.headers)?;
-    let settings = upload_checksum_settings(ctx.header("x-amz-checksum-algorithm"), ctx.header("x-amz-checksum-type"))?;
+    let settings = upload_checksum_settings(
+        ctx.header("x-amz-checksum-algorithm"),
+        ctx.header("x-amz-checksum-type"),
+    )?;
     let (retention, legal_hold) = super::object_lock::lock_for_new_object(&ctx, &bucket)?;
     let sse_req = sse::requested(&ctx.parts.headers, &bucket)?;
     // The data key is generated now; parts are sealed under it as they arrive.
@@ -141,17 +150,29 @@ pub async fn create(ctx: ReqCtx) -> S3Result<Response> {
         legal_hold,
     };
     let upload_id = upload.upload_id.clone();
-    state.meta.apply(Command::CreateMultipartUpload { bucket: ctx.bucket().to_string(), upload }).await?;
+    state
+        .meta
+        .apply(Command::CreateMultipartUpload {
+            bucket: ctx.bucket().to_string(),
+            upload,
+        })
+        .await?;
 
     let mut w = XmlWriter::new("InitiateMultipartUploadResult");
-    w.elem("Bucket", ctx.bucket()).elem("Key", ctx.key()).elem("UploadId", &upload_id);
+    w.elem("Bucket", ctx.bucket())
+        .elem("Key", ctx.key())
+        .elem("UploadId", &upload_id);
     let mut h = vec![("content-type", "application/xml".to_string())];
     h.extend(sse::response_headers(&okey.envelope));
     if let Some((alg, ty)) = settings {
         h.push(("x-amz-checksum-algorithm", alg.as_str().to_string()));
         h.push(("x-amz-checksum-type", ty.to_string()));
     }
-    Ok(response(StatusCode::OK, h, Body::from(w.finish("InitiateMultipartUploadResult"))))
+    Ok(response(
+        StatusCode::OK,
+        h,
+        Body::from(w.finish("InitiateMultipartUploadResult")),
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -160,11 +181,16 @@ pub async fn create(ctx: ReqCtx) -> S3Result<Response> {
 
 /// Parses `partNumber` (1–10000).
 pub fn parse_part_number(raw: Option<&str>) -> S3Result<u32> {
-    raw.and_then(|v| v.parse::<u32>().ok()).filter(|n| (1..=MAX_PART_NUMBER).contains(n)).ok_or_else(|| {
-        s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive")
+    raw.and_then(|v| v.parse::<u32>().ok())
+        .filter(|n| (1..=MAX_PART_NUMBER).contains(n))
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "Part number must be an integer between 1 and 10000, inclusive"
+            )
             .with_detail("ArgumentName", "partNumber")
             .with_detail("ArgumentValue", raw.unwrap_or_default())
-    })
+        })
 }
 
 fn no_such_upload(upload_id: &str) -> S3Error {
@@ -186,7 +212,10 @@ pub async fn find_upload(ctx: &ReqCtx) -> S3Result<MultipartUpload> {
 
 /// The upload's checksum algorithm, if it was created with one.
 pub fn upload_algorithm(upload: &MultipartUpload) -> Option<ChecksumAlgorithm> {
-    upload.checksum_algorithm.as_deref().and_then(ChecksumAlgorithm::from_name)
+    upload
+        .checksum_algorithm
+        .as_deref()
+        .and_then(ChecksumAlgorithm::from_name)
 }
 
 /// The algorithm every part of this upload is checksummed with: the upload's, or S3's default.
@@ -196,7 +225,10 @@ pub fn part_algorithm(upload: &MultipartUpload) -> ChecksumAlgorithm {
 
 /// The data key of an upload, for writing one of its parts. An SSE-C upload needs the same
 /// customer key on every part request; other uploads refuse one.
-pub async fn open_upload_key(ctx: &ReqCtx, upload: &MultipartUpload) -> S3Result<coffer_crypto::DataKey> {
+pub async fn open_upload_key(
+    ctx: &ReqCtx,
+    upload: &MultipartUpload,
+) -> S3Result<coffer_crypto::DataKey> {
     let ck = sse::customer_key(&ctx.parts.headers, CustomerKeyHeaders::Object)?;
     match (upload.envelope.algorithm == SseAlgorithm::SseC, ck) {
         (true, Some(ck)) => {
@@ -228,7 +260,8 @@ fn check_part_checksum(upload: &MultipartUpload, sent: Option<ChecksumAlgorithm>
             InvalidRequest,
             "Checksum Type mismatch occurred, expected checksum Type: {}, actual checksum Type: {}",
             expected.as_str().to_ascii_lowercase(),
-            sent.map(|s| s.as_str().to_ascii_lowercase()).unwrap_or_else(|| "null".to_string())
+            sent.map(|s| s.as_str().to_ascii_lowercase())
+                .unwrap_or_else(|| "null".to_string())
         ));
     }
     Ok(())
@@ -246,7 +279,11 @@ async fn store_part(
 ) -> S3Result<(PartRef, BodySummary, Vec<u8>)> {
     let exp = expectations_from_headers(&ctx.parts.headers, MAX_PART_SIZE)?;
     // The reader computes the client's algorithm, or CRC64NVME when there is none.
-    let reader_alg = exp.checksum.as_ref().map(|(a, _)| *a).unwrap_or(DEFAULT_ALGORITHM);
+    let reader_alg = exp
+        .checksum
+        .as_ref()
+        .map(|(a, _)| *a)
+        .unwrap_or(DEFAULT_ALGORITHM);
     let mut own = (reader_alg != algorithm).then(|| Checksummer::new(algorithm));
     let mut reader = BodyReader::new(body, &ctx.parts.headers, &ctx.auth.payload, exp)?;
     let mut sink = BlobSink::create(&ctx.state, dek, part_number).await?;
@@ -273,7 +310,9 @@ async fn store_part(
         (None, Some((alg, raw))) if *alg == algorithm => raw.clone(),
         (None, _) => {
             sink.abort().await;
-            return Err(S3Error::internal("body summary without the expected checksum"));
+            return Err(S3Error::internal(
+                "body summary without the expected checksum",
+            ));
         }
     };
     let mut part = sink.finish().await?;
@@ -289,7 +328,12 @@ pub async fn record_part(ctx: &ReqCtx, upload_id: &str, part: PartRef, now: i64)
     let cmd = Command::PutPart {
         bucket: ctx.bucket().to_string(),
         upload_id: upload_id.to_string(),
-        part: UploadedPart { part_number: part.part_number, checksum: part.checksum.clone(), part, last_modified_ms: now },
+        part: UploadedPart {
+            part_number: part.part_number,
+            checksum: part.checksum.clone(),
+            part,
+            last_modified_ms: now,
+        },
     };
     match ctx.state.meta.apply(cmd).await {
         Ok(out) => {
@@ -307,7 +351,9 @@ pub async fn record_part(ctx: &ReqCtx, upload_id: &str, part: PartRef, now: i64)
 pub async fn upload_part(ctx: ReqCtx, body: Body) -> S3Result<Response> {
     let part_number = parse_part_number(ctx.query("partNumber"))?;
     let upload = find_upload(&ctx).await?;
-    let sent = expectations_from_headers(&ctx.parts.headers, MAX_PART_SIZE)?.checksum.map(|(a, _)| a);
+    let sent = expectations_from_headers(&ctx.parts.headers, MAX_PART_SIZE)?
+        .checksum
+        .map(|(a, _)| a);
     check_part_checksum(&upload, sent)?;
     let algorithm = part_algorithm(&upload);
     let dek = open_upload_key(&ctx, &upload).await?;
@@ -322,7 +368,9 @@ pub async fn upload_part(ctx: ReqCtx, body: Body) -> S3Result<Response> {
         // The checksum the client sent (and we verified).
         (Some((alg, value)), false) => h.push((alg.header_name(), B64.encode(value))),
         // A FULL_OBJECT upload's part sent without one: the one we computed.
-        _ if upload_algorithm(&upload).is_some() => h.push((algorithm.header_name(), B64.encode(&raw))),
+        _ if upload_algorithm(&upload).is_some() => {
+            h.push((algorithm.header_name(), B64.encode(&raw)))
+        }
         _ => {}
     }
     Ok(response(StatusCode::OK, h, Body::empty()))
@@ -371,7 +419,10 @@ pub struct RequestedPart {
 /// numbers strictly ascending.
 pub fn parse_complete_body(body: &[u8], upload_id: &str) -> S3Result<Vec<RequestedPart>> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(s3_error!(InvalidRequest, "You must specify at least one part"));
+        return Err(s3_error!(
+            InvalidRequest,
+            "You must specify at least one part"
+        ));
     }
     let req: CompleteRequest = xml::parse(body)?;
     if req.parts.is_empty() || req.parts.len() > MAX_PART_NUMBER as usize {
@@ -380,8 +431,11 @@ pub fn parse_complete_body(body: &[u8], upload_id: &str) -> S3Result<Vec<Request
     let mut out: Vec<RequestedPart> = Vec::with_capacity(req.parts.len());
     let mut previous = i64::MIN;
     for p in req.parts {
-        let number =
-            p.part_number.as_deref().and_then(|n| n.trim().parse::<i64>().ok()).ok_or_else(xml::malformed)?;
+        let number = p
+            .part_number
+            .as_deref()
+            .and_then(|n| n.trim().parse::<i64>().ok())
+            .ok_or_else(xml::malformed)?;
         let etag = p.etag.ok_or_else(xml::malformed)?;
         if number <= previous {
             return Err(s3_error!(
@@ -392,10 +446,16 @@ pub fn parse_complete_body(body: &[u8], upload_id: &str) -> S3Result<Vec<Request
         }
         previous = number;
         use ChecksumAlgorithm::*;
-        let checksums = [(Crc32, p.crc32), (Crc32c, p.crc32c), (Crc64Nvme, p.crc64nvme), (Sha1, p.sha1), (Sha256, p.sha256)]
-            .into_iter()
-            .filter_map(|(a, v)| v.map(|v| (a, v.trim().to_string())))
-            .collect();
+        let checksums = [
+            (Crc32, p.crc32),
+            (Crc32c, p.crc32c),
+            (Crc64Nvme, p.crc64nvme),
+            (Sha1, p.sha1),
+            (Sha256, p.sha256),
+        ]
+        .into_iter()
+        .filter_map(|(a, v)| v.map(|v| (a, v.trim().to_string())))
+        .collect();
         out.push(RequestedPart {
             // A number that cannot name a part is a part that cannot be found.
             part_number: u32::try_from(number).unwrap_or(0),
@@ -431,7 +491,11 @@ fn invalid_part(upload_id: &str, p: &RequestedPart) -> S3Error {
 
 /// Checks the `Checksum*` elements of one requested part against the upload's settings and the
 /// stored part checksum.
-fn check_requested_checksum(upload: &MultipartUpload, req: &RequestedPart, stored: Option<&str>) -> S3Result<()> {
+fn check_requested_checksum(
+    upload: &MultipartUpload,
+    req: &RequestedPart,
+    stored: Option<&str>,
+) -> S3Result<()> {
     let Some(alg) = upload_algorithm(upload) else {
         // An upload created without an algorithm takes no part checksums.
         return match req.checksums.is_empty() {
@@ -471,18 +535,23 @@ pub fn assemble(
     let mut parts = Vec::with_capacity(requested.len());
     let mut raw_checksums: Vec<Option<Vec<u8>>> = Vec::with_capacity(requested.len());
     for (i, req) in requested.iter().enumerate() {
-        let up = uploaded.get(&req.part_number).ok_or_else(|| invalid_part(&upload.upload_id, req))?;
+        let up = uploaded
+            .get(&req.part_number)
+            .ok_or_else(|| invalid_part(&upload.upload_id, req))?;
         if up.part.etag != req.etag {
             return Err(invalid_part(&upload.upload_id, req));
         }
         let stored = up.checksum.as_deref().or(up.part.checksum.as_deref());
         check_requested_checksum(upload, req, stored)?;
         if i + 1 < requested.len() && up.part.size < MIN_PART_SIZE {
-            return Err(s3_error!(EntityTooSmall, "Your proposed upload is smaller than the minimum allowed size")
-                .with_detail("ProposedSize", up.part.size.to_string())
-                .with_detail("MinSizeAllowed", MIN_PART_SIZE.to_string())
-                .with_detail("PartNumber", req.part_number.to_string())
-                .with_detail("ETag", req.etag.clone()));
+            return Err(s3_error!(
+                EntityTooSmall,
+                "Your proposed upload is smaller than the minimum allowed size"
+            )
+            .with_detail("ProposedSize", up.part.size.to_string())
+            .with_detail("MinSizeAllowed", MIN_PART_SIZE.to_string())
+            .with_detail("PartNumber", req.part_number.to_string())
+            .with_detail("ETag", req.etag.clone()));
         }
         raw_checksums.push(stored.and_then(|s| B64.decode(s).ok()));
         parts.push(up.part.clone());
@@ -490,33 +559,55 @@ pub fn assemble(
     let size = parts.iter().map(|p| p.size).sum();
     let etag = multipart_etag(parts.iter().map(|p| p.etag.as_str()))?;
     let checksum = object_checksum(upload, &parts, &raw_checksums)?;
-    Ok(Assembled { parts, size, etag, checksum })
+    Ok(Assembled {
+        parts,
+        size,
+        etag,
+        checksum,
+    })
 }
 
 /// The object checksum of a completed upload: COMPOSITE (checksum of the part checksums, `-N`),
 /// FULL_OBJECT (the part CRCs combined), or — for an upload created without an algorithm —
 /// S3's default full-object CRC64NVME when every part carries one.
-fn object_checksum(upload: &MultipartUpload, parts: &[PartRef], raw: &[Option<Vec<u8>>]) -> S3Result<Option<Checksum>> {
+fn object_checksum(
+    upload: &MultipartUpload,
+    parts: &[PartRef],
+    raw: &[Option<Vec<u8>>],
+) -> S3Result<Option<Checksum>> {
     let algorithm = upload_algorithm(upload);
     let (alg, ty) = match algorithm {
         Some(a) => (a, upload.checksum_type.as_deref().unwrap_or(COMPOSITE)),
         None => (DEFAULT_ALGORITHM, FULL_OBJECT),
     };
-    let raws: Option<Vec<Vec<u8>>> =
-        raw.iter().map(|r| r.clone().filter(|r| r.len() == alg.digest_len())).collect();
+    let raws: Option<Vec<Vec<u8>>> = raw
+        .iter()
+        .map(|r| r.clone().filter(|r| r.len() == alg.digest_len()))
+        .collect();
     let Some(raws) = raws else {
         return match algorithm {
-            Some(_) => Err(S3Error::internal("a part of a checksummed upload has no checksum")),
+            Some(_) => Err(S3Error::internal(
+                "a part of a checksummed upload has no checksum",
+            )),
             None => Ok(None),
         };
     };
     let value = if ty == COMPOSITE {
-        format!("{}-{}", B64.encode(checksum::composite(alg, &raws)), raws.len())
+        format!(
+            "{}-{}",
+            B64.encode(checksum::composite(alg, &raws)),
+            raws.len()
+        )
     } else {
-        let with_sizes: Vec<(Vec<u8>, u64)> = raws.into_iter().zip(parts.iter().map(|p| p.size)).collect();
+        let with_sizes: Vec<(Vec<u8>, u64)> =
+            raws.into_iter().zip(parts.iter().map(|p| p.size)).collect();
         B64.encode(checksum::combine_crc(alg, &with_sizes).map_err(S3Error::internal)?)
     };
-    Ok(Some(Checksum { algorithm: alg.as_str().to_string(), value, checksum_type: ty.to_string() }))
+    Ok(Some(Checksum {
+        algorithm: alg.as_str().to_string(),
+        value,
+        checksum_type: ty.to_string(),
+    }))
 }
 
 /// Reads the CompleteMultipartUpload body. Its `x-amz-checksum-*` headers describe the object,
@@ -537,7 +628,10 @@ async fn read_complete_body(ctx: &ReqCtx, body: Body) -> S3Result<bytes::Bytes> 
 /// Checks what the Complete request itself says about the object: `x-amz-checksum-type`,
 /// a full-object `x-amz-checksum-*` value and `x-amz-mp-object-size`.
 fn check_complete_headers(ctx: &ReqCtx, upload: &MultipartUpload, a: &Assembled) -> S3Result<()> {
-    if let (Some(asked), Some(ty)) = (ctx.header("x-amz-checksum-type"), upload.checksum_type.as_deref()) {
+    if let (Some(asked), Some(ty)) = (
+        ctx.header("x-amz-checksum-type"),
+        upload.checksum_type.as_deref(),
+    ) {
         if !asked.trim().eq_ignore_ascii_case(ty) {
             return Err(s3_error!(
                 InvalidRequest,
@@ -575,7 +669,11 @@ async fn all_parts(ctx: &ReqCtx, upload_id: &str) -> S3Result<BTreeMap<u32, Uplo
     let mut out = BTreeMap::new();
     let mut marker = 0;
     loop {
-        let (page, more) = ctx.state.meta.list_parts(ctx.bucket(), upload_id, marker, 1000).await?;
+        let (page, more) = ctx
+            .state
+            .meta
+            .list_parts(ctx.bucket(), upload_id, marker, 1000)
+            .await?;
         let Some(last) = page.last().map(|p| p.part_number) else {
             break;
         };
@@ -590,11 +688,17 @@ async fn all_parts(ctx: &ReqCtx, upload_id: &str) -> S3Result<BTreeMap<u32, Uplo
 
 /// `Location` of a completed object, as the client addressed the bucket.
 fn location(ctx: &ReqCtx) -> String {
-    const KEY: &percent_encoding::AsciiSet =
-        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+    const KEY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'/');
     let host = ctx.header("host").unwrap_or("localhost");
     let key = percent_encoding::utf8_percent_encode(ctx.key(), KEY);
-    let vhost = host.strip_prefix(ctx.bucket()).is_some_and(|rest| rest.starts_with('.'));
+    let vhost = host
+        .strip_prefix(ctx.bucket())
+        .is_some_and(|rest| rest.starts_with('.'));
     if vhost {
         format!("http://{host}/{key}")
     } else {
@@ -649,7 +753,8 @@ pub async fn complete(ctx: ReqCtx, body: Body) -> S3Result<Response> {
         .elem("ETag", quote(&assembled.etag));
     if let Some(c) = &assembled.checksum {
         if let Some(alg) = ChecksumAlgorithm::from_name(&c.algorithm) {
-            w.elem(alg.xml_element(), &c.value).elem("ChecksumType", &c.checksum_type);
+            w.elem(alg.xml_element(), &c.value)
+                .elem("ChecksumType", &c.checksum_type);
         }
     }
     let mut h = vec![("content-type", "application/xml".to_string())];
@@ -657,7 +762,11 @@ pub async fn complete(ctx: ReqCtx, body: Body) -> S3Result<Response> {
         h.push(("x-amz-version-id", version_id));
     }
     h.extend(sse::response_headers(&upload.envelope));
-    Ok(response(StatusCode::OK, h, Body::from(w.finish("CompleteMultipartUploadResult"))))
+    Ok(response(
+        StatusCode::OK,
+        h,
+        Body::from(w.finish("CompleteMultipartUploadResult")),
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -671,7 +780,10 @@ pub async fn abort(ctx: ReqCtx) -> S3Result<Response> {
     let upload = find_upload(&ctx).await?;
     let out = state
         .meta
-        .apply(Command::AbortMultipartUpload { bucket: ctx.bucket().to_string(), upload_id: upload.upload_id })
+        .apply(Command::AbortMultipartUpload {
+            bucket: ctx.bucket().to_string(),
+            upload_id: upload.upload_id,
+        })
         .await?;
     data::delete_blobs(&state.blobs, &out.freed_blobs).await;
     Ok(empty(StatusCode::NO_CONTENT))
@@ -688,9 +800,12 @@ fn marker_param(ctx: &ReqCtx, name: &str) -> S3Result<u32> {
     match ctx.query(name) {
         None | Some("") => Ok(0),
         Some(v) => v.parse::<u32>().map_err(|_| {
-            s3_error!(InvalidArgument, "Provided {name} not an integer or within integer range")
-                .with_detail("ArgumentName", name)
-                .with_detail("ArgumentValue", v)
+            s3_error!(
+                InvalidArgument,
+                "Provided {name} not an integer or within integer range"
+            )
+            .with_detail("ArgumentName", name)
+            .with_detail("ArgumentValue", v)
         }),
     }
 }
@@ -703,22 +818,40 @@ pub async fn list_parts(ctx: ReqCtx) -> S3Result<Response> {
     let marker = marker_param(&ctx, "part-number-marker")?;
     let upload = find_upload(&ctx).await?;
     let (parts, truncated) = if max_parts == 0 {
-        let (rest, _) = state.meta.list_parts(ctx.bucket(), &upload.upload_id, marker, 1).await?;
+        let (rest, _) = state
+            .meta
+            .list_parts(ctx.bucket(), &upload.upload_id, marker, 1)
+            .await?;
         (Vec::new(), !rest.is_empty())
     } else {
-        state.meta.list_parts(ctx.bucket(), &upload.upload_id, marker, max_parts).await?
+        state
+            .meta
+            .list_parts(ctx.bucket(), &upload.upload_id, marker, max_parts)
+            .await?
     };
     let algorithm = upload_algorithm(&upload);
 
     let mut w = XmlWriter::new("ListPartsResult");
-    w.elem("Bucket", ctx.bucket()).elem("Key", ctx.key()).elem("UploadId", &upload.upload_id);
+    w.elem("Bucket", ctx.bucket())
+        .elem("Key", ctx.key())
+        .elem("UploadId", &upload.upload_id);
     owner_elem(&ctx, &mut w, "Initiator");
     owner_elem(&ctx, &mut w, "Owner");
-    w.elem("StorageClass", upload.headers.storage_class.as_deref().unwrap_or("STANDARD"))
-        .elem("PartNumberMarker", marker.to_string())
-        .elem("NextPartNumberMarker", parts.last().map(|p| p.part_number).unwrap_or(0).to_string())
-        .elem("MaxParts", max_parts.to_string())
-        .elem("IsTruncated", truncated.to_string());
+    w.elem(
+        "StorageClass",
+        upload
+            .headers
+            .storage_class
+            .as_deref()
+            .unwrap_or("STANDARD"),
+    )
+    .elem("PartNumberMarker", marker.to_string())
+    .elem(
+        "NextPartNumberMarker",
+        parts.last().map(|p| p.part_number).unwrap_or(0).to_string(),
+    )
+    .elem("MaxParts", max_parts.to_string())
+    .elem("IsTruncated", truncated.to_string());
     for p in &parts {
         w.open("Part")
             .elem("PartNumber", p.part_number.to_string())
@@ -726,13 +859,17 @@ pub async fn list_parts(ctx: ReqCtx) -> S3Result<Response> {
             .elem("ETag", quote(&p.part.etag))
             .elem("Size", p.part.size.to_string());
         // Parts of an upload without an algorithm carry our CRC64NVME, which S3 does not list.
-        if let (Some(alg), Some(c)) = (algorithm, p.checksum.as_deref().or(p.part.checksum.as_deref())) {
+        if let (Some(alg), Some(c)) = (
+            algorithm,
+            p.checksum.as_deref().or(p.part.checksum.as_deref()),
+        ) {
             w.elem(alg.xml_element(), c);
         }
         w.close("Part");
     }
     if let (Some(alg), Some(ty)) = (algorithm, upload.checksum_type.as_deref()) {
-        w.elem("ChecksumAlgorithm", alg.as_str()).elem("ChecksumType", ty);
+        w.elem("ChecksumAlgorithm", alg.as_str())
+            .elem("ChecksumType", ty);
     }
     Ok(xml_response(w.finish("ListPartsResult")))
 }
@@ -744,8 +881,14 @@ pub async fn list_uploads(ctx: ReqCtx) -> S3Result<Response> {
     let enc = Encoder::from_ctx(&ctx)?;
     let max_uploads = max_param(&ctx, "max-uploads")?;
     let prefix = ctx.query("prefix").unwrap_or("").to_string();
-    let delimiter = ctx.query("delimiter").filter(|d| !d.is_empty()).map(str::to_string);
-    let key_marker = ctx.query("key-marker").filter(|s| !s.is_empty()).map(str::to_string);
+    let delimiter = ctx
+        .query("delimiter")
+        .filter(|d| !d.is_empty())
+        .map(str::to_string);
+    let key_marker = ctx
+        .query("key-marker")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
     // S3 ignores upload-id-marker without key-marker.
     let upload_id_marker = key_marker
         .as_ref()
@@ -771,29 +914,42 @@ pub async fn list_uploads(ctx: ReqCtx) -> S3Result<Response> {
         .elem("KeyMarker", enc.enc(key_marker.as_deref().unwrap_or("")))
         .elem("UploadIdMarker", upload_id_marker.as_deref().unwrap_or(""));
     let (next_key, next_upload) = match page.is_truncated {
-        true => (page.next_key_marker.as_deref(), page.next_upload_id_marker.as_deref()),
+        true => (
+            page.next_key_marker.as_deref(),
+            page.next_upload_id_marker.as_deref(),
+        ),
         false => (None, None),
     };
-    w.elem("NextKeyMarker", enc.enc(next_key.unwrap_or(""))).elem("NextUploadIdMarker", next_upload.unwrap_or(""));
+    w.elem("NextKeyMarker", enc.enc(next_key.unwrap_or("")))
+        .elem("NextUploadIdMarker", next_upload.unwrap_or(""));
     if let Some(d) = &delimiter {
         w.elem("Delimiter", enc.enc(d));
     }
-    w.elem("Prefix", enc.enc(&prefix)).elem("MaxUploads", max_uploads.to_string());
+    w.elem("Prefix", enc.enc(&prefix))
+        .elem("MaxUploads", max_uploads.to_string());
     enc.write(&mut w);
     w.elem("IsTruncated", page.is_truncated.to_string());
     for u in &page.uploads {
-        w.open("Upload").elem("Key", enc.enc(&u.key)).elem("UploadId", &u.upload_id);
+        w.open("Upload")
+            .elem("Key", enc.enc(&u.key))
+            .elem("UploadId", &u.upload_id);
         owner_elem(&ctx, &mut w, "Initiator");
         owner_elem(&ctx, &mut w, "Owner");
-        w.elem("StorageClass", u.headers.storage_class.as_deref().unwrap_or("STANDARD"))
-            .elem("Initiated", iso8601_ms(u.initiated_ms));
-        if let (Some(alg), Some(ty)) = (u.checksum_algorithm.as_deref(), u.checksum_type.as_deref()) {
+        w.elem(
+            "StorageClass",
+            u.headers.storage_class.as_deref().unwrap_or("STANDARD"),
+        )
+        .elem("Initiated", iso8601_ms(u.initiated_ms));
+        if let (Some(alg), Some(ty)) = (u.checksum_algorithm.as_deref(), u.checksum_type.as_deref())
+        {
             w.elem("ChecksumAlgorithm", alg).elem("ChecksumType", ty);
         }
         w.close("Upload");
     }
     for p in &page.common_prefixes {
-        w.open("CommonPrefixes").elem("Prefix", enc.enc(p)).close("CommonPrefixes");
+        w.open("CommonPrefixes")
+            .elem("Prefix", enc.enc(p))
+            .close("CommonPrefixes");
     }
     Ok(xml_response(w.finish("ListMultipartUploadsResult")))
 }
@@ -841,11 +997,23 @@ mod tests {
             etag: etag.to_string(),
             checksum: checksum.clone(),
         };
-        (n, UploadedPart { part_number: n, part, last_modified_ms: 0, checksum })
+        (
+            n,
+            UploadedPart {
+                part_number: n,
+                part,
+                last_modified_ms: 0,
+                checksum,
+            },
+        )
     }
 
     fn req(n: u32, etag: &str, checksums: Vec<(ChecksumAlgorithm, String)>) -> RequestedPart {
-        RequestedPart { part_number: n, etag: etag.to_string(), checksums }
+        RequestedPart {
+            part_number: n,
+            etag: etag.to_string(),
+            checksums,
+        }
     }
 
     const E1: &str = "f814893777bcc2295fff05f00e508da6";
@@ -853,12 +1021,18 @@ mod tests {
 
     #[test]
     fn etag_is_md5_of_part_md5s() {
-        assert_eq!(multipart_etag([E1, E2]).unwrap(), "e09e4fd6265b36115fe3db32df945d84-2");
-        assert_eq!(multipart_etag([format!("\"{E1}\"").as_str()]).unwrap(), format!("{}-1", {
-            let mut m = Md5::new();
-            m.update(hex::decode(E1).unwrap());
-            hex::encode(m.finalize())
-        }));
+        assert_eq!(
+            multipart_etag([E1, E2]).unwrap(),
+            "e09e4fd6265b36115fe3db32df945d84-2"
+        );
+        assert_eq!(
+            multipart_etag([format!("\"{E1}\"").as_str()]).unwrap(),
+            format!("{}-1", {
+                let mut m = Md5::new();
+                m.update(hex::decode(E1).unwrap());
+                hex::encode(m.finalize())
+            })
+        );
         assert!(multipart_etag(["not-hex"]).is_err());
     }
 
@@ -869,30 +1043,55 @@ mod tests {
         assert_eq!(ok(None, None), None);
         assert_eq!(ok(Some("CRC32"), None), Some((Crc32, "COMPOSITE")));
         assert_eq!(ok(Some("sha256"), None), Some((Sha256, "COMPOSITE")));
-        assert_eq!(ok(Some("CRC64NVME"), None), Some((Crc64Nvme, "FULL_OBJECT")));
-        assert_eq!(ok(Some("CRC32C"), Some("FULL_OBJECT")), Some((Crc32c, "FULL_OBJECT")));
+        assert_eq!(
+            ok(Some("CRC64NVME"), None),
+            Some((Crc64Nvme, "FULL_OBJECT"))
+        );
+        assert_eq!(
+            ok(Some("CRC32C"), Some("FULL_OBJECT")),
+            Some((Crc32c, "FULL_OBJECT"))
+        );
         let err = |a, t| upload_checksum_settings(a, t).unwrap_err();
         let e = err(Some("CRC64NVME"), Some("COMPOSITE"));
         assert_eq!(
             (e.code().as_str(), e.message()),
-            ("InvalidRequest", "The COMPOSITE checksum type cannot be used with the crc64nvme checksum algorithm.")
+            (
+                "InvalidRequest",
+                "The COMPOSITE checksum type cannot be used with the crc64nvme checksum algorithm."
+            )
         );
         let e = err(Some("SHA1"), Some("FULL_OBJECT"));
-        assert_eq!(e.message(), "The FULL_OBJECT checksum type cannot be used with the sha1 checksum algorithm.");
+        assert_eq!(
+            e.message(),
+            "The FULL_OBJECT checksum type cannot be used with the sha1 checksum algorithm."
+        );
         let e = err(None, Some("COMPOSITE"));
         assert_eq!(e.message(), "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header.");
         assert_eq!(err(Some("MD5"), None).code().as_str(), "InvalidRequest");
-        assert_eq!(err(Some("CRC32"), Some("PARTIAL")).message(), "Value for x-amz-checksum-type header is invalid.");
+        assert_eq!(
+            err(Some("CRC32"), Some("PARTIAL")).message(),
+            "Value for x-amz-checksum-type header is invalid."
+        );
     }
 
     #[test]
     fn part_numbers() {
         assert_eq!(parse_part_number(Some("1")).unwrap(), 1);
         assert_eq!(parse_part_number(Some("10000")).unwrap(), 10000);
-        for bad in [None, Some("0"), Some("10001"), Some("-1"), Some("x"), Some("")] {
+        for bad in [
+            None,
+            Some("0"),
+            Some("10001"),
+            Some("-1"),
+            Some("x"),
+            Some(""),
+        ] {
             let e = parse_part_number(bad).unwrap_err();
             assert_eq!(e.code().as_str(), "InvalidArgument");
-            assert_eq!(e.message(), "Part number must be an integer between 1 and 10000, inclusive");
+            assert_eq!(
+                e.message(),
+                "Part number must be an integer between 1 and 10000, inclusive"
+            );
         }
     }
 
@@ -906,18 +1105,33 @@ mod tests {
         let parts = parse_complete_body(body.as_bytes(), "UP").unwrap();
         assert_eq!(
             parts,
-            vec![req(1, E1, vec![(ChecksumAlgorithm::Crc32, "AAAAAA==".into())]), req(3, E2, vec![])]
+            vec![
+                req(1, E1, vec![(ChecksumAlgorithm::Crc32, "AAAAAA==".into())]),
+                req(3, E2, vec![])
+            ]
         );
-        let code = |b: &str| parse_complete_body(b.as_bytes(), "UP").unwrap_err().code().as_str();
+        let code = |b: &str| {
+            parse_complete_body(b.as_bytes(), "UP")
+                .unwrap_err()
+                .code()
+                .as_str()
+        };
         assert_eq!(code("not xml"), "MalformedXML");
-        assert_eq!(code("<CompleteMultipartUpload></CompleteMultipartUpload>"), "MalformedXML");
+        assert_eq!(
+            code("<CompleteMultipartUpload></CompleteMultipartUpload>"),
+            "MalformedXML"
+        );
         assert_eq!(code(""), "InvalidRequest");
-        assert_eq!(code("<CompleteMultipartUpload><Part><ETag>x</ETag></Part></CompleteMultipartUpload>"), "MalformedXML");
+        assert_eq!(
+            code("<CompleteMultipartUpload><Part><ETag>x</ETag></Part></CompleteMultipartUpload>"),
+            "MalformedXML"
+        );
         assert_eq!(
             code("<CompleteMultipartUpload><Part><PartNumber>x</PartNumber><ETag>x</ETag></Part></CompleteMultipartUpload>"),
             "MalformedXML"
         );
-        let unordered = "<CompleteMultipartUpload><Part><PartNumber>2</PartNumber><ETag>a</ETag></Part>\
+        let unordered =
+            "<CompleteMultipartUpload><Part><PartNumber>2</PartNumber><ETag>a</ETag></Part>\
              <Part><PartNumber>1</PartNumber><ETag>b</ETag></Part></CompleteMultipartUpload>";
         let e = parse_complete_body(unordered.as_bytes(), "UP").unwrap_err();
         assert_eq!(
@@ -932,9 +1146,16 @@ mod tests {
     #[test]
     fn assemble_checks_parts() {
         let up = upload(None, None);
-        let uploaded: BTreeMap<_, _> = [stored_part(1, MIN_PART_SIZE, E1, None), stored_part(2, 3, E2, None)].into();
+        let uploaded: BTreeMap<_, _> = [
+            stored_part(1, MIN_PART_SIZE, E1, None),
+            stored_part(2, 3, E2, None),
+        ]
+        .into();
         let a = assemble(&up, &[req(1, E1, vec![]), req(2, E2, vec![])], &uploaded).unwrap();
-        assert_eq!((a.size, a.etag.as_str(), a.parts.len()), (MIN_PART_SIZE + 3, "e09e4fd6265b36115fe3db32df945d84-2", 2));
+        assert_eq!(
+            (a.size, a.etag.as_str(), a.parts.len()),
+            (MIN_PART_SIZE + 3, "e09e4fd6265b36115fe3db32df945d84-2", 2)
+        );
         assert_eq!(a.checksum, None);
         // Only part 2: a single small part is fine.
         let a = assemble(&up, &[req(2, E2, vec![])], &uploaded).unwrap();
@@ -946,16 +1167,35 @@ mod tests {
             e.message(),
             "One or more of the specified parts could not be found.  The part may not have been uploaded, or the specified entity tag may not match the part's entity tag."
         );
-        assert_eq!(assemble(&up, &[req(7, E1, vec![])], &uploaded).unwrap_err().code().as_str(), "InvalidPart");
+        assert_eq!(
+            assemble(&up, &[req(7, E1, vec![])], &uploaded)
+                .unwrap_err()
+                .code()
+                .as_str(),
+            "InvalidPart"
+        );
         // A checksum on a part of an upload without algorithm.
-        let e = assemble(&up, &[req(1, E1, vec![(ChecksumAlgorithm::Crc32, "AAAAAA==".into())])], &uploaded).unwrap_err();
+        let e = assemble(
+            &up,
+            &[req(
+                1,
+                E1,
+                vec![(ChecksumAlgorithm::Crc32, "AAAAAA==".into())],
+            )],
+            &uploaded,
+        )
+        .unwrap_err();
         assert_eq!(e.code().as_str(), "InvalidPart");
 
-        let small: BTreeMap<_, _> = [stored_part(1, 10, E1, None), stored_part(2, 3, E2, None)].into();
+        let small: BTreeMap<_, _> =
+            [stored_part(1, 10, E1, None), stored_part(2, 3, E2, None)].into();
         let e = assemble(&up, &[req(1, E1, vec![]), req(2, E2, vec![])], &small).unwrap_err();
         assert_eq!(
             (e.code().as_str(), e.message()),
-            ("EntityTooSmall", "Your proposed upload is smaller than the minimum allowed size")
+            (
+                "EntityTooSmall",
+                "Your proposed upload is smaller than the minimum allowed size"
+            )
         );
     }
 
@@ -965,8 +1205,11 @@ mod tests {
         let c1 = [0xed, 0x81, 0xf9, 0xf6];
         let c2 = [0x3a, 0x77, 0x11, 0x43];
         let up = upload(Some("CRC32"), Some(COMPOSITE));
-        let uploaded: BTreeMap<_, _> =
-            [stored_part(1, MIN_PART_SIZE, E1, Some(&c1)), stored_part(2, 5, E2, Some(&c2))].into();
+        let uploaded: BTreeMap<_, _> = [
+            stored_part(1, MIN_PART_SIZE, E1, Some(&c1)),
+            stored_part(2, 5, E2, Some(&c2)),
+        ]
+        .into();
         let with = |n, e, c: &[u8]| req(n, e, vec![(ChecksumAlgorithm::Crc32, B64.encode(c))]);
         let a = assemble(&up, &[with(1, E1, &c1), with(2, E2, &c2)], &uploaded).unwrap();
         let c = a.checksum.unwrap();
@@ -975,7 +1218,10 @@ mod tests {
         let mut h = Checksummer::new(ChecksumAlgorithm::from_name("CRC32").unwrap());
         h.update(&joined);
         assert_eq!(c.value, format!("{}-2", B64.encode(h.finish())));
-        assert_eq!((c.algorithm.as_str(), c.checksum_type.as_str()), ("CRC32", "COMPOSITE"));
+        assert_eq!(
+            (c.algorithm.as_str(), c.checksum_type.as_str()),
+            ("CRC32", "COMPOSITE")
+        );
 
         // Missing part checksum, wrong one, and another algorithm's.
         let e = assemble(&up, &[req(1, E1, vec![]), with(2, E2, &c2)], &uploaded).unwrap_err();
@@ -985,10 +1231,21 @@ mod tests {
         );
         let e = assemble(&up, &[with(1, E1, &c2), with(2, E2, &c2)], &uploaded).unwrap_err();
         assert_eq!(e.code().as_str(), "InvalidPart");
-        let e = assemble(&up, &[req(1, E1, vec![(ChecksumAlgorithm::Sha1, "x".into())]), with(2, E2, &c2)], &uploaded).unwrap_err();
+        let e = assemble(
+            &up,
+            &[
+                req(1, E1, vec![(ChecksumAlgorithm::Sha1, "x".into())]),
+                with(2, E2, &c2),
+            ],
+            &uploaded,
+        )
+        .unwrap_err();
         assert_eq!(
             (e.code().as_str(), e.message()),
-            ("BadDigest", "The sha1 you specified for part 1 did not match what we received.")
+            (
+                "BadDigest",
+                "The sha1 you specified for part 1 did not match what we received."
+            )
         );
     }
 
@@ -1005,16 +1262,28 @@ mod tests {
             let (c1, c2) = (crc(&data1), crc(&data2));
             let whole = crc(&[data1.clone(), data2.clone()].concat());
             let up = upload(Some(alg), Some(FULL_OBJECT));
-            let uploaded: BTreeMap<_, _> =
-                [stored_part(1, data1.len() as u64, E1, Some(&c1)), stored_part(2, data2.len() as u64, E2, Some(&c2))].into();
+            let uploaded: BTreeMap<_, _> = [
+                stored_part(1, data1.len() as u64, E1, Some(&c1)),
+                stored_part(2, data2.len() as u64, E2, Some(&c2)),
+            ]
+            .into();
             // Part checksums are optional for FULL_OBJECT.
             let a = assemble(&up, &[req(1, E1, vec![]), req(2, E2, vec![])], &uploaded).unwrap();
             let c = a.checksum.unwrap();
-            assert_eq!((c.value, c.checksum_type.as_str()), (B64.encode(&whole), "FULL_OBJECT"), "{alg}");
+            assert_eq!(
+                (c.value, c.checksum_type.as_str()),
+                (B64.encode(&whole), "FULL_OBJECT"),
+                "{alg}"
+            );
 
             // An upload created without an algorithm gets S3's default CRC64NVME.
             if alg == "CRC64NVME" {
-                let a = assemble(&upload(None, None), &[req(1, E1, vec![]), req(2, E2, vec![])], &uploaded).unwrap();
+                let a = assemble(
+                    &upload(None, None),
+                    &[req(1, E1, vec![]), req(2, E2, vec![])],
+                    &uploaded,
+                )
+                .unwrap();
                 let c = a.checksum.unwrap();
                 assert_eq!(
                     (c.algorithm.as_str(), c.value, c.checksum_type.as_str()),

@@ -651,11 +651,14 @@ mod tests {
         }
     }
 
+    /// Request headers, and the code and message of the error they get.
+    type HeaderCase = (Vec<(&'static str, &'static str)>, S3ErrorCode, String);
+
     #[test]
     fn checksum_header_rules() {
         let single =
             "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.";
-        let cases: Vec<(Vec<(&str, &str)>, S3ErrorCode, String)> = vec![
+        let cases: Vec<HeaderCase> = vec![
             (
                 vec![("x-amz-checksum-crc32", CRC32), ("x-amz-checksum-crc32c", "4waSgw==")],
                 S3ErrorCode::InvalidRequest,
@@ -891,7 +894,7 @@ mod tests {
 
         let big: Vec<u8> = (0..20_000u32).map(|i| i as u8).collect();
         let b64 = to_base64(&checksum(ChecksumAlgorithm::Crc32, &big));
-        let mut body = format!("4E20\r\n").into_bytes();
+        let mut body = b"4E20\r\n".to_vec();
         body.extend_from_slice(&big);
         body.extend_from_slice(format!("\r\n0\r\nx-amz-checksum-crc32:{b64}\r\n\r\n").as_bytes());
         let (data, _) = read_unsigned("20000", &body).await.unwrap();

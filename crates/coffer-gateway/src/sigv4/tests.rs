@@ -826,3 +826,58 @@ fn payload_mode_debug_hides_the_key() {
         "{shown}"
     );
 }
+
+#[test]
+fn json_api_requests_are_verified_with_their_body() {
+    // aws-sdk-kms signs the body's hash without sending x-amz-content-sha256.
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let body = br#"{"KeyId":"alias/coffer"}"#;
+    let identity = aws_credential_types::Credentials::new(KEY, SECRET, None, None, "test").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("kms")
+        .time(now)
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let headers = [
+        ("content-type", "application/x-amz-json-1.1"),
+        ("x-amz-target", "TrentService.DescribeKey"),
+    ];
+    let url = format!("https://{HOST}/");
+    let signable = SignableRequest::new(
+        "POST",
+        &url,
+        headers.iter().copied(),
+        SignableBody::Bytes(body),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let mut request = http::Request::builder()
+        .method("POST")
+        .uri("/")
+        .header("host", HOST);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let mut request = request.body(()).unwrap();
+    instructions.apply_to_request_http1x(&mut request);
+    let p = request.into_parts().0;
+    assert!(!p.headers.contains_key("x-amz-content-sha256"));
+
+    let v = verify_with_body(&p, body, &keys(), "us-east-1", "kms", now.into()).unwrap();
+    assert_eq!(v.service, "kms");
+    let other = br#"{"KeyId":"alias/other"}"#;
+    let err = verify_with_body(&p, other, &keys(), "us-east-1", "kms", now.into()).unwrap_err();
+    assert_eq!(err.code(), S3ErrorCode::SignatureDoesNotMatch);
+    // Without the body only an empty one can match.
+    assert_eq!(
+        code(verify(&p, &keys(), "us-east-1", "kms", now.into())),
+        S3ErrorCode::SignatureDoesNotMatch
+    );
+    // The credential names kms, which an S3 endpoint refuses.
+    let err = verify_with_body(&p, body, &keys(), "us-east-1", "s3", now.into()).unwrap_err();
+    assert_eq!(err.code(), S3ErrorCode::AuthorizationHeaderMalformed);
+}

@@ -18,7 +18,10 @@ pub fn raw_aes_gcm(budget: Duration) -> (f64, f64) {
     let mut tags = Vec::new();
     while start.elapsed() < budget {
         let nonce = Nonce::assume_unique_for_key([(n % 251) as u8; 12]);
-        tags.push(key.seal_in_place_separate_tag(nonce, Aad::empty(), &mut buf).expect("seal"));
+        tags.push(
+            key.seal_in_place_separate_tag(nonce, Aad::empty(), &mut buf)
+                .expect("seal"),
+        );
         n += 1;
     }
     let seal = mib_per_s(n << 20, start.elapsed());
@@ -32,7 +35,8 @@ pub fn raw_aes_gcm(budget: Duration) -> (f64, f64) {
     let start = Instant::now();
     while start.elapsed() < budget {
         let mut work = sealed.clone();
-        key.open_in_place(nonce_for(last), Aad::empty(), &mut work).expect("open");
+        key.open_in_place(nonce_for(last), Aad::empty(), &mut work)
+            .expect("open");
         m += 1;
     }
     let open = mib_per_s(m << 20, start.elapsed());
@@ -42,7 +46,10 @@ pub fn raw_aes_gcm(budget: Duration) -> (f64, f64) {
 /// Prints a Markdown table.
 pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
     println!("| {} |", header.join(" | "));
-    println!("|{}|", header.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
+    println!(
+        "|{}|",
+        header.iter().map(|_| "---").collect::<Vec<_>>().join("|")
+    );
     for r in rows {
         println!("| {} |", r.join(" | "));
     }

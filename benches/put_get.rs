@@ -12,15 +12,25 @@ use coffer_benches::{mib_per_s, print_table, raw_aes_gcm};
 use coffer_tests::{body_of, Coffer};
 
 fn main() {
-    let secs: u64 = std::env::var("COFFER_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let secs: u64 = std::env::var("COFFER_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
     let budget = Duration::from_secs(secs);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let (seal, open) = raw_aes_gcm(budget.min(Duration::from_secs(2)));
     let coffer = Coffer::start();
     let mut rows = Vec::new();
     rt.block_on(async {
         let s3 = coffer.s3().await;
-        s3.create_bucket().bucket("bench").send().await.expect("bucket");
+        s3.create_bucket()
+            .bucket("bench")
+            .send()
+            .await
+            .expect("bucket");
         for size in [1usize << 20, 64 << 20] {
             let body = Arc::new(body_of(size, 42));
             for clients in [1usize, 8] {
@@ -42,7 +52,13 @@ fn main() {
                 let get = run(budget, clients, |c, _| {
                     let s3 = s3.clone();
                     async move {
-                        let o = s3.get_object().bucket("bench").key(format!("obj-{size}-{c}-0")).send().await.expect("get");
+                        let o = s3
+                            .get_object()
+                            .bucket("bench")
+                            .key(format!("obj-{size}-{c}-0"))
+                            .send()
+                            .await
+                            .expect("get");
                         let n = o.body.collect().await.expect("body").into_bytes().len();
                         assert_eq!(n, size);
                     }
@@ -61,7 +77,17 @@ fn main() {
         }
     });
     println!("raw ring AES-256-GCM: seal {seal:.0} MiB/s, open {open:.0} MiB/s (one core)");
-    print_table(&["object", "clients", "PUT MiB/s", "PUT / raw seal", "GET MiB/s", "GET / raw open"], &rows);
+    print_table(
+        &[
+            "object",
+            "clients",
+            "PUT MiB/s",
+            "PUT / raw seal",
+            "GET MiB/s",
+            "GET / raw open",
+        ],
+        &rows,
+    );
 }
 
 /// Runs `op(client, iteration)` on `clients` concurrent tasks for `budget`; returns the number

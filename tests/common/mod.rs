@@ -49,10 +49,19 @@ pub struct Coffer {
 impl Coffer {
     /// Starts a new process on a fresh data directory.
     pub fn start() -> Coffer {
-        let tmp = tempfile::Builder::new().prefix("coffer-e2e-").tempdir().expect("tempdir");
+        let tmp = tempfile::Builder::new()
+            .prefix("coffer-e2e-")
+            .tempdir()
+            .expect("tempdir");
         let dir = tmp.path().to_path_buf();
         let (child, ready) = spawn(&dir, 0);
-        Coffer { child: Some(child), dir, _tmp: Some(tmp), ready, restarts: 0 }
+        Coffer {
+            child: Some(child),
+            dir,
+            _tmp: Some(tmp),
+            ready,
+            restarts: 0,
+        }
     }
 
     /// The S3 endpoint URL.
@@ -74,7 +83,10 @@ impl Coffer {
     pub fn kill_with(&mut self, signal: i32) {
         if let Some(mut c) = self.child.take() {
             // SAFETY-free: libc::kill via std is not available; use the `kill` command.
-            let _ = Command::new("kill").arg(format!("-{signal}")).arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(c.id().to_string())
+                .status();
             let _ = c.wait();
         }
     }
@@ -139,21 +151,33 @@ fn spawn(dir: &Path, generation: u32) -> (Child, ReadyInfo) {
         if let Ok(text) = std::fs::read_to_string(&ready_file) {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
                 let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-                return (child, ReadyInfo { s3: s("s3"), admin: s("admin"), default_kms_key_arn: s("default_kms_key_arn") });
+                return (
+                    child,
+                    ReadyInfo {
+                        s3: s("s3"),
+                        admin: s("admin"),
+                        default_kms_key_arn: s("default_kms_key_arn"),
+                    },
+                );
             }
         }
         if let Ok(Some(status)) = child.try_wait() {
-            let log = std::fs::read_to_string(dir.join(format!("stderr-{generation}.log"))).unwrap_or_default();
+            let log = std::fs::read_to_string(dir.join(format!("stderr-{generation}.log")))
+                .unwrap_or_default();
             panic!("coffer exited early with {status}:\n{log}");
         }
-        assert!(Instant::now() < deadline, "coffer did not become ready within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "coffer did not become ready within 60 s"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 /// An aws-sdk-s3 client with the test credentials.
 pub async fn s3_client(endpoint: &str, path_style: bool) -> aws_sdk_s3::Client {
-    let creds = aws_credential_types::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "coffer-test");
+    let creds =
+        aws_credential_types::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "coffer-test");
     let conf = aws_sdk_s3::Config::builder()
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
         .region(aws_sdk_s3::config::Region::new("us-east-1"))
@@ -181,7 +205,11 @@ pub fn body_of(len: usize, seed: u64) -> Vec<u8> {
 pub fn bucket_name(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Hex MD5.

@@ -26,7 +26,14 @@ async fn sigkill_during_concurrent_puts_keeps_every_acknowledged_object() {
                 let seed = w * 1_000_000 + i;
                 let len = 1000 + ((seed * 7919) % 300_000) as usize;
                 let key = format!("w{w}/obj-{i}");
-                match s3.put_object().bucket(&bucket).key(&key).body(ByteStream::from(body_of(len, seed))).send().await {
+                match s3
+                    .put_object()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .body(ByteStream::from(body_of(len, seed)))
+                    .send()
+                    .await
+                {
                     Ok(_) => acked.lock().await.push((key, seed, len)),
                     Err(_) => return, // the server is gone
                 }
@@ -43,22 +50,47 @@ async fn sigkill_during_concurrent_puts_keeps_every_acknowledged_object() {
         let _ = w.await;
     }
     let acked = acked.lock().await.clone();
-    assert!(acked.len() >= 50, "only {} PUTs were acknowledged before the kill", acked.len());
+    assert!(
+        acked.len() >= 50,
+        "only {} PUTs were acknowledged before the kill",
+        acked.len()
+    );
 
     coffer.restart();
     let s3 = coffer.s3().await;
     for (key, seed, len) in &acked {
-        let got = s3.get_object().bucket(&bucket).key(key).send().await.unwrap_or_else(|e| panic!("{key}: {e:?}"));
+        let got = s3
+            .get_object()
+            .bucket(&bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {e:?}"));
         let bytes = got.body.collect().await.unwrap().into_bytes();
-        assert!(bytes.as_ref() == body_of(*len, *seed).as_slice(), "{key} differs after the crash");
+        assert!(
+            bytes.as_ref() == body_of(*len, *seed).as_slice(),
+            "{key} differs after the crash"
+        );
     }
     // Every listed object is whole: it reads back completely with its recorded size.
     let mut token = None;
     let mut listed = 0;
     loop {
-        let page = s3.list_objects_v2().bucket(&bucket).set_continuation_token(token.clone()).send().await.unwrap();
+        let page = s3
+            .list_objects_v2()
+            .bucket(&bucket)
+            .set_continuation_token(token.clone())
+            .send()
+            .await
+            .unwrap();
         for o in page.contents() {
-            let got = s3.get_object().bucket(&bucket).key(o.key().unwrap()).send().await.unwrap();
+            let got = s3
+                .get_object()
+                .bucket(&bucket)
+                .key(o.key().unwrap())
+                .send()
+                .await
+                .unwrap();
             let bytes = got.body.collect().await.unwrap().into_bytes();
             assert_eq!(bytes.len() as i64, o.size().unwrap());
             listed += 1;

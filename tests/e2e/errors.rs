@@ -12,25 +12,87 @@ fn code<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &E) -> String {
 async fn bucket_errors() {
     let coffer = Coffer::start();
     let s3 = coffer.s3().await;
-    let err = s3.create_bucket().bucket("Bad_Name").send().await.unwrap_err().into_service_error();
+    let err = s3
+        .create_bucket()
+        .bucket("Bad_Name")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
     assert_eq!(code(&err), "InvalidBucketName");
-    let err = s3.head_bucket().bucket("missing-bucket").send().await.unwrap_err().into_service_error();
+    let err = s3
+        .head_bucket()
+        .bucket("missing-bucket")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
     assert!(err.is_not_found(), "{err:?}");
-    let err = s3.list_objects_v2().bucket("missing-bucket").send().await.unwrap_err().into_service_error();
+    let err = s3
+        .list_objects_v2()
+        .bucket("missing-bucket")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
     assert_eq!(code(&err), "NoSuchBucket");
 
     let bucket = bucket_name("errs");
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let err = s3.create_bucket().bucket(&bucket).send().await.unwrap_err().into_service_error();
+    let err = s3
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
     assert_eq!(code(&err), "BucketAlreadyOwnedByYou");
-    s3.put_object().bucket(&bucket).key("k").body(ByteStream::from_static(b"keep me")).send().await.unwrap();
-    let err = s3.delete_bucket().bucket(&bucket).send().await.unwrap_err().into_service_error();
+    s3.put_object()
+        .bucket(&bucket)
+        .key("k")
+        .body(ByteStream::from_static(b"keep me"))
+        .send()
+        .await
+        .unwrap();
+    let err = s3
+        .delete_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
     assert_eq!(code(&err), "BucketNotEmpty");
-    let err = s3.get_object().bucket(&bucket).key("nope").send().await.unwrap_err().into_service_error();
+    let err = s3
+        .get_object()
+        .bucket(&bucket)
+        .key("nope")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
     assert!(err.is_no_such_key());
-    let err = s3.abort_multipart_upload().bucket(&bucket).key("k").upload_id("nope").send().await.unwrap_err().into_service_error();
+    let err = s3
+        .abort_multipart_upload()
+        .bucket(&bucket)
+        .key("k")
+        .upload_id("nope")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
     assert_eq!(code(&err), "NoSuchUpload");
-    let body = s3.get_object().bucket(&bucket).key("k").send().await.unwrap().body.collect().await.unwrap().into_bytes();
+    let body = s3
+        .get_object()
+        .bucket(&bucket)
+        .key("k")
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
     assert_eq!(body.as_ref(), b"keep me");
 }
 
@@ -41,7 +103,13 @@ async fn bad_signatures_are_refused_and_store_nothing() {
     let bucket = bucket_name("sig");
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
 
-    let creds = aws_credential_types::Credentials::new(coffer_tests::ACCESS_KEY, "wrong-secret", None, None, "t");
+    let creds = aws_credential_types::Credentials::new(
+        coffer_tests::ACCESS_KEY,
+        "wrong-secret",
+        None,
+        None,
+        "t",
+    );
     let conf = aws_sdk_s3::Config::builder()
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
         .region(aws_sdk_s3::config::Region::new("us-east-1"))
@@ -50,7 +118,14 @@ async fn bad_signatures_are_refused_and_store_nothing() {
         .force_path_style(true)
         .build();
     let bad = aws_sdk_s3::Client::from_conf(conf);
-    let err = bad.put_object().bucket(&bucket).key("k").body(ByteStream::from_static(b"x")).send().await.unwrap_err();
+    let err = bad
+        .put_object()
+        .bucket(&bucket)
+        .key("k")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(code(&err.into_service_error()), "SignatureDoesNotMatch");
 
     let creds = aws_credential_types::Credentials::new("UNKNOWNKEY", "whatever", None, None, "t");

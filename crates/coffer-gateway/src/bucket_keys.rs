@@ -52,14 +52,22 @@ impl std::fmt::Debug for BucketKey {
 impl BucketKey {
     /// Wraps an object's data key, bound to the object's ARN.
     pub fn seal_dek(&self, dek: &DataKey, object_arn: &str) -> S3Result<Vec<u8>> {
-        coffer_crypto::wrap::seal(&self.key, dek.as_bytes(), format!("{AAD_PREFIX}{object_arn}").as_bytes())
-            .map_err(S3Error::internal)
+        coffer_crypto::wrap::seal(
+            &self.key,
+            dek.as_bytes(),
+            format!("{AAD_PREFIX}{object_arn}").as_bytes(),
+        )
+        .map_err(S3Error::internal)
     }
 
     /// Unwraps an object's data key.
     pub fn open_dek(&self, wrapped: &[u8], object_arn: &str) -> S3Result<DataKey> {
-        let plain = coffer_crypto::wrap::open(&self.key, wrapped, format!("{AAD_PREFIX}{object_arn}").as_bytes())
-            .map_err(S3Error::internal)?;
+        let plain = coffer_crypto::wrap::open(
+            &self.key,
+            wrapped,
+            format!("{AAD_PREFIX}{object_arn}").as_bytes(),
+        )
+        .map_err(S3Error::internal)?;
         DataKey::from_slice(&plain).map_err(S3Error::internal)
     }
 }
@@ -80,10 +88,18 @@ impl Default for BucketKeyCache {
 impl BucketKeyCache {
     /// A cache whose keys live `ttl`.
     pub fn with_ttl(ttl: Duration) -> Self {
-        BucketKeyCache { ttl, active: Mutex::default(), by_id: Mutex::default() }
+        BucketKeyCache {
+            ttl,
+            active: Mutex::default(),
+            by_id: Mutex::default(),
+        }
     }
 
-    fn fresh<K: std::hash::Hash + Eq>(&self, map: &Mutex<HashMap<K, (Arc<BucketKey>, Instant)>>, k: &K) -> Option<Arc<BucketKey>> {
+    fn fresh<K: std::hash::Hash + Eq>(
+        &self,
+        map: &Mutex<HashMap<K, (Arc<BucketKey>, Instant)>>,
+        k: &K,
+    ) -> Option<Arc<BucketKey>> {
         let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
         match m.get(k) {
             Some((bk, at)) if at.elapsed() < self.ttl => Some(bk.clone()),
@@ -96,12 +112,18 @@ impl BucketKeyCache {
     }
 
     fn insert_by_id(&self, bk: Arc<BucketKey>) {
-        self.by_id.lock().unwrap_or_else(|p| p.into_inner()).insert(bk.id.clone(), (bk, Instant::now()));
+        self.by_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(bk.id.clone(), (bk, Instant::now()));
     }
 }
 
 fn bucket_context(bucket: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([(crate::sse::S3_ARN_CONTEXT.to_string(), format!("arn:aws:s3:::{bucket}"))])
+    BTreeMap::from([(
+        crate::sse::S3_ARN_CONTEXT.to_string(),
+        format!("arn:aws:s3:::{bucket}"),
+    )])
 }
 
 fn config_name(id: &str) -> String {
@@ -112,15 +134,25 @@ fn config_name(id: &str) -> String {
 /// GenerateDataKey) when none is active.
 pub async fn active(state: &AppState, bucket: &str, kms_key_id: &str) -> S3Result<Arc<BucketKey>> {
     let cache_key = (bucket.to_string(), kms_key_id.to_string());
-    if let Some(bk) = state.bucket_keys.fresh(&state.bucket_keys.active, &cache_key) {
+    if let Some(bk) = state
+        .bucket_keys
+        .fresh(&state.bucket_keys.active, &cache_key)
+    {
         return Ok(bk);
     }
     let context = bucket_context(bucket);
-    let generated = state.kms.generate_data_key(kms_key_id, &context, 32).await?;
-    let plaintext = generated.plaintext.ok_or_else(|| S3Error::internal("KMS returned no plaintext"))?;
+    let generated = state
+        .kms
+        .generate_data_key(kms_key_id, &context, 32)
+        .await?;
+    let plaintext = generated
+        .plaintext
+        .ok_or_else(|| S3Error::internal("KMS returned no plaintext"))?;
     let mut key = Zeroizing::new([0u8; 32]);
     if plaintext.len() != 32 {
-        return Err(S3Error::internal("KMS returned a data key of the wrong length"));
+        return Err(S3Error::internal(
+            "KMS returned a data key of the wrong length",
+        ));
     }
     key.copy_from_slice(&plaintext);
     let raw_id: [u8; 16] = coffer_crypto::random_bytes().map_err(S3Error::internal)?;
@@ -134,16 +166,34 @@ pub async fn active(state: &AppState, bucket: &str, kms_key_id: &str) -> S3Resul
         context,
     };
     let value = serde_json::to_vec(&record).map_err(S3Error::internal)?;
-    state.meta.apply(Command::PutConfig { name: config_name(&id), value }).await?;
-    let bk = Arc::new(BucketKey { id, kms_key_arn: generated.key_id, key });
-    state.bucket_keys.active.lock().unwrap_or_else(|p| p.into_inner()).insert(cache_key, (bk.clone(), Instant::now()));
+    state
+        .meta
+        .apply(Command::PutConfig {
+            name: config_name(&id),
+            value,
+        })
+        .await?;
+    let bk = Arc::new(BucketKey {
+        id,
+        kms_key_arn: generated.key_id,
+        key,
+    });
+    state
+        .bucket_keys
+        .active
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(cache_key, (bk.clone(), Instant::now()));
     state.bucket_keys.insert_by_id(bk.clone());
     Ok(bk)
 }
 
 /// A bucket key by id, for reading objects it wraps (one KMS Decrypt when not cached).
 pub async fn by_id(state: &AppState, id: &str) -> S3Result<Arc<BucketKey>> {
-    if let Some(bk) = state.bucket_keys.fresh(&state.bucket_keys.by_id, &id.to_string()) {
+    if let Some(bk) = state
+        .bucket_keys
+        .fresh(&state.bucket_keys.by_id, &id.to_string())
+    {
         return Ok(bk);
     }
     let raw = state
@@ -152,13 +202,20 @@ pub async fn by_id(state: &AppState, id: &str) -> S3Result<Arc<BucketKey>> {
         .await?
         .ok_or_else(|| S3Error::internal(format!("bucket key {id} is missing from meta")))?;
     let record: BucketKeyRecord = serde_json::from_slice(&raw).map_err(S3Error::internal)?;
-    let d = state.kms.decrypt(&record.wrapped, &record.context, Some(&record.kms_key_arn)).await?;
+    let d = state
+        .kms
+        .decrypt(&record.wrapped, &record.context, Some(&record.kms_key_arn))
+        .await?;
     if d.plaintext.len() != 32 {
         return Err(S3Error::internal("bucket key of the wrong length"));
     }
     let mut key = Zeroizing::new([0u8; 32]);
     key.copy_from_slice(&d.plaintext);
-    let bk = Arc::new(BucketKey { id: record.id, kms_key_arn: d.key_id, key });
+    let bk = Arc::new(BucketKey {
+        id: record.id,
+        kms_key_arn: d.key_id,
+        key,
+    });
     state.bucket_keys.insert_by_id(bk.clone());
     Ok(bk)
 }

@@ -362,7 +362,9 @@ impl From<coffer_kms::KmsError> for S3Error {
             K::NotFound(_) | K::InvalidArn(_) => S3ErrorCode::KMSNotFoundException,
             K::Disabled(_) => S3ErrorCode::KMSDisabledException,
             K::InvalidState(_) => S3ErrorCode::KMSInvalidStateException,
-            K::Validation(_) | K::IncorrectKey(_) | K::AlreadyExists(_) | K::InvalidMarker(_) => S3ErrorCode::InvalidArgument,
+            K::Validation(_) | K::IncorrectKey(_) | K::AlreadyExists(_) | K::InvalidMarker(_) => {
+                S3ErrorCode::InvalidArgument
+            }
             K::InvalidCiphertext(_) | K::Internal(_) => return S3Error::internal(e),
             K::Unavailable(_) => S3ErrorCode::KMSInternalException,
         };
@@ -374,7 +376,10 @@ impl From<coffer_blob::BlobError> for S3Error {
     fn from(e: coffer_blob::BlobError) -> Self {
         match e {
             coffer_blob::BlobError::Unavailable(_) => {
-                let mut err = S3Error::new(S3ErrorCode::ServiceUnavailable, "Please reduce your request rate.");
+                let mut err = S3Error::new(
+                    S3ErrorCode::ServiceUnavailable,
+                    "Please reduce your request rate.",
+                );
                 err.0.source = Some(e.into());
                 err
             }

@@ -41,23 +41,50 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("coffer_s3");
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<OpLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+            Histogram::new([
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ])
         });
         let bytes_in = Counter::default();
         let bytes_out = Counter::default();
-        registry.register("requests", "S3 requests by operation and status", requests.clone());
-        registry.register("request_duration_seconds", "S3 request latency", latency.clone());
-        registry.register("bytes_in", "Object payload bytes received", bytes_in.clone());
+        registry.register(
+            "requests",
+            "S3 requests by operation and status",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "S3 request latency",
+            latency.clone(),
+        );
+        registry.register(
+            "bytes_in",
+            "Object payload bytes received",
+            bytes_in.clone(),
+        );
         registry.register("bytes_out", "Object payload bytes sent", bytes_out.clone());
-        Metrics { registry, requests, latency, bytes_in, bytes_out }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            bytes_in,
+            bytes_out,
+        }
     }
 }
 
 impl Metrics {
     /// Records one finished request.
     pub fn observe(&self, op: &str, status: u16, seconds: f64) {
-        self.requests.get_or_create(&RequestLabels { op: op.to_string(), status }).inc();
-        self.latency.get_or_create(&OpLabels { op: op.to_string() }).observe(seconds);
+        self.requests
+            .get_or_create(&RequestLabels {
+                op: op.to_string(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&OpLabels { op: op.to_string() })
+            .observe(seconds);
     }
 
     /// The Prometheus text exposition.

@@ -82,14 +82,41 @@ impl Op {
     pub fn name(self) -> &'static str {
         macro_rules! names { ($($v:ident),*) => { match self { $(Op::$v => stringify!($v),)* } } }
         names!(
-            ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation, ListObjects,
-            ListObjectsV2, ListObjectVersions, ListMultipartUploads, GetBucketVersioning,
-            PutBucketVersioning, GetBucketEncryption, PutBucketEncryption, DeleteBucketEncryption,
-            GetObjectLockConfiguration, PutObjectLockConfiguration, DeleteObjects, CreateSession,
-            PutObject, CopyObject, GetObject, HeadObject, DeleteObject, CreateMultipartUpload,
-            UploadPart, UploadPartCopy, CompleteMultipartUpload, AbortMultipartUpload, ListParts,
-            GetObjectRetention, PutObjectRetention, GetObjectLegalHold, PutObjectLegalHold,
-            UpdateObjectEncryption, KmsApi
+            ListBuckets,
+            CreateBucket,
+            HeadBucket,
+            DeleteBucket,
+            GetBucketLocation,
+            ListObjects,
+            ListObjectsV2,
+            ListObjectVersions,
+            ListMultipartUploads,
+            GetBucketVersioning,
+            PutBucketVersioning,
+            GetBucketEncryption,
+            PutBucketEncryption,
+            DeleteBucketEncryption,
+            GetObjectLockConfiguration,
+            PutObjectLockConfiguration,
+            DeleteObjects,
+            CreateSession,
+            PutObject,
+            CopyObject,
+            GetObject,
+            HeadObject,
+            DeleteObject,
+            CreateMultipartUpload,
+            UploadPart,
+            UploadPartCopy,
+            CompleteMultipartUpload,
+            AbortMultipartUpload,
+            ListParts,
+            GetObjectRetention,
+            PutObjectRetention,
+            GetObjectLegalHold,
+            PutObjectLegalHold,
+            UpdateObjectEncryption,
+            KmsApi
         )
     }
 }
@@ -174,7 +201,12 @@ pub fn route(
 ) -> S3Result<Endpoint> {
     let query = Query::parse(raw_query);
     if method == Method::POST && headers.contains_key("x-amz-target") {
-        return Ok(Endpoint { op: Op::KmsApi, bucket: None, key: None, query });
+        return Ok(Endpoint {
+            op: Op::KmsApi,
+            bucket: None,
+            key: None,
+            query,
+        });
     }
     let (bucket, key) = split_bucket_key(host, raw_path, domains)?;
     let op = match (&bucket, &key) {
@@ -185,7 +217,12 @@ pub fn route(
         (Some(_), None) => bucket_op(method, &query)?,
         (Some(_), Some(_)) => object_op(method, &query, headers)?,
     };
-    Ok(Endpoint { op, bucket, key, query })
+    Ok(Endpoint {
+        op,
+        bucket,
+        key,
+        query,
+    })
 }
 
 fn bucket_op(method: &Method, q: &Query) -> S3Result<Op> {
@@ -303,10 +340,28 @@ fn object_op(method: &Method, q: &Query, headers: &http::HeaderMap) -> S3Result<
 /// rather than mistaken for a plain GET/PUT.
 fn unsupported_subresource(q: &Query) -> Option<&'static str> {
     const SUBS: &[&str] = &[
-        "acl", "policy", "cors", "lifecycle", "tagging", "website", "logging", "notification",
-        "replication", "requestPayment", "accelerate", "analytics", "inventory", "metrics",
-        "ownershipControls", "publicAccessBlock", "intelligent-tiering", "policyStatus",
-        "restore", "select", "torrent", "attributes",
+        "acl",
+        "policy",
+        "cors",
+        "lifecycle",
+        "tagging",
+        "website",
+        "logging",
+        "notification",
+        "replication",
+        "requestPayment",
+        "accelerate",
+        "analytics",
+        "inventory",
+        "metrics",
+        "ownershipControls",
+        "publicAccessBlock",
+        "intelligent-tiering",
+        "policyStatus",
+        "restore",
+        "select",
+        "torrent",
+        "attributes",
     ];
     SUBS.iter().copied().find(|s| q.has(s))
 }
@@ -319,7 +374,10 @@ fn not_implemented(sub: &str) -> S3Error {
 }
 
 fn method_not_allowed() -> S3Error {
-    s3_error!(MethodNotAllowed, "The specified method is not allowed against this resource.")
+    s3_error!(
+        MethodNotAllowed,
+        "The specified method is not allowed against this resource."
+    )
 }
 
 #[cfg(test)]
@@ -327,29 +385,74 @@ mod tests {
     use super::*;
 
     fn r(method: Method, host: &str, path: &str, q: Option<&str>) -> Endpoint {
-        route(&method, Some(host), path, q, &http::HeaderMap::new(), &["localhost".into()]).unwrap()
+        route(
+            &method,
+            Some(host),
+            path,
+            q,
+            &http::HeaderMap::new(),
+            &["localhost".into()],
+        )
+        .unwrap()
     }
 
     #[test]
     fn path_and_virtual_host_style() {
         let e = r(Method::GET, "127.0.0.1:9000", "/b/a%20b/c", None);
-        assert_eq!((e.op, e.bucket.as_deref(), e.key.as_deref()), (Op::GetObject, Some("b"), Some("a b/c")));
+        assert_eq!(
+            (e.op, e.bucket.as_deref(), e.key.as_deref()),
+            (Op::GetObject, Some("b"), Some("a b/c"))
+        );
         let e = r(Method::GET, "b.localhost:9000", "/a%2Bb", None);
-        assert_eq!((e.op, e.bucket.as_deref(), e.key.as_deref()), (Op::GetObject, Some("b"), Some("a+b")));
+        assert_eq!(
+            (e.op, e.bucket.as_deref(), e.key.as_deref()),
+            (Op::GetObject, Some("b"), Some("a+b"))
+        );
         let e = r(Method::GET, "localhost:9000", "/", None);
         assert_eq!(e.op, Op::ListBuckets);
-        let e = r(Method::GET, "b.localhost", "/", Some("list-type=2&prefix=x"));
-        assert_eq!((e.op, e.query.get("prefix")), (Op::ListObjectsV2, Some("x")));
+        let e = r(
+            Method::GET,
+            "b.localhost",
+            "/",
+            Some("list-type=2&prefix=x"),
+        );
+        assert_eq!(
+            (e.op, e.query.get("prefix")),
+            (Op::ListObjectsV2, Some("x"))
+        );
     }
 
     #[test]
     fn sub_resources() {
-        assert_eq!(r(Method::POST, "h", "/b/k", Some("uploads")).op, Op::CreateMultipartUpload);
-        assert_eq!(r(Method::PUT, "h", "/b/k", Some("partNumber=1&uploadId=x")).op, Op::UploadPart);
-        assert_eq!(r(Method::PUT, "h", "/b/k", Some("encryption")).op, Op::UpdateObjectEncryption);
-        assert_eq!(r(Method::DELETE, "h", "/b", Some("encryption")).op, Op::DeleteBucketEncryption);
-        assert_eq!(r(Method::POST, "h", "/b", Some("delete")).op, Op::DeleteObjects);
-        let err = route(&Method::GET, Some("h"), "/b", Some("acl"), &http::HeaderMap::new(), &[]).unwrap_err();
+        assert_eq!(
+            r(Method::POST, "h", "/b/k", Some("uploads")).op,
+            Op::CreateMultipartUpload
+        );
+        assert_eq!(
+            r(Method::PUT, "h", "/b/k", Some("partNumber=1&uploadId=x")).op,
+            Op::UploadPart
+        );
+        assert_eq!(
+            r(Method::PUT, "h", "/b/k", Some("encryption")).op,
+            Op::UpdateObjectEncryption
+        );
+        assert_eq!(
+            r(Method::DELETE, "h", "/b", Some("encryption")).op,
+            Op::DeleteBucketEncryption
+        );
+        assert_eq!(
+            r(Method::POST, "h", "/b", Some("delete")).op,
+            Op::DeleteObjects
+        );
+        let err = route(
+            &Method::GET,
+            Some("h"),
+            "/b",
+            Some("acl"),
+            &http::HeaderMap::new(),
+            &[],
+        )
+        .unwrap_err();
         assert_eq!(err.code().as_str(), "NotImplemented");
     }
 }

@@ -15,7 +15,9 @@ use tokio::net::TcpListener;
 
 use crate::error::{S3Error, S3ErrorCode, S3Result};
 use crate::router::{self, Op};
-use crate::s3::{bucket, bucket_encryption, copy, list, multipart, object, object_lock, update_encryption};
+use crate::s3::{
+    bucket, bucket_encryption, copy, list, multipart, object, object_lock, update_encryption,
+};
 use crate::s3_error;
 use crate::sigv4;
 use crate::state::{AppState, ReqCtx};
@@ -27,7 +29,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new().fallback(handle).with_state(state);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Serves `/health/live`, `/health/ready` and `/metrics` until `shutdown` resolves.
@@ -56,13 +60,18 @@ pub async fn serve_admin(
             "/metrics",
             get(|State(state): State<Arc<AppState>>| async move {
                 (
-                    [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                    [(
+                        http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
                     state.metrics.render(),
                 )
             }),
         )
         .with_state(state);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 fn request_id() -> String {
@@ -75,7 +84,10 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let request_id = request_id();
     let (parts, body) = req.into_parts();
     let is_head = parts.method == Method::HEAD;
-    let has_body = parts.headers.get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0")
+    let has_body = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0")
         || parts.headers.contains_key(http::header::TRANSFER_ENCODING);
     let mut op_name = "Unknown";
     let result: S3Result<Response> = async {
@@ -95,21 +107,43 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
         )?;
         op_name = endpoint.op.name();
         if endpoint.op == Op::UpdateObjectEncryption
-            && parts.headers.get(http::header::AUTHORIZATION).is_some_and(|v| v.as_bytes().starts_with(b"AWS "))
+            && parts
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .is_some_and(|v| v.as_bytes().starts_with(b"AWS "))
         {
-            return Err(S3Error::new(S3ErrorCode::InvalidRequest, update_encryption::msg::SIGV4));
+            return Err(S3Error::new(
+                S3ErrorCode::InvalidRequest,
+                update_encryption::msg::SIGV4,
+            ));
         }
         if sigv4::is_anonymous(&parts) {
             return Err(s3_error!(AccessDenied, "Access Denied"));
         }
-        let service = if endpoint.op == Op::KmsApi { "kms" } else { "s3" };
-        let auth = sigv4::verify(&parts, state.creds.as_ref(), &state.config.region, service, chrono::Utc::now())?;
+        let service = if endpoint.op == Op::KmsApi {
+            "kms"
+        } else {
+            "s3"
+        };
+        let auth = sigv4::verify(
+            &parts,
+            state.creds.as_ref(),
+            &state.config.region,
+            service,
+            chrono::Utc::now(),
+        )?;
         if let Some(owner) = parts.headers.get("x-amz-expected-bucket-owner") {
             if owner.as_bytes() != state.config.account_id.as_bytes() {
                 return Err(s3_error!(AccessDenied, "Access Denied"));
             }
         }
-        let ctx = ReqCtx { state: state.clone(), request_id: request_id.clone(), endpoint, auth, parts };
+        let ctx = ReqCtx {
+            state: state.clone(),
+            request_id: request_id.clone(),
+            endpoint,
+            auth,
+            parts,
+        };
         dispatch(ctx, body).await
     }
     .await;
@@ -120,7 +154,8 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
             let mut r = error_response(&e, &request_id, is_head, op_name);
             // The body may be unread: close the connection rather than leave it to the pool.
             if has_body {
-                r.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                r.headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
             }
             r
         }
@@ -131,7 +166,11 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
         h.insert("x-amz-id-2", v);
     }
     h.insert(http::header::SERVER, HeaderValue::from_static("Coffer"));
-    state.metrics.observe(op_name, resp.status().as_u16(), started.elapsed().as_secs_f64());
+    state.metrics.observe(
+        op_name,
+        resp.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     resp
 }
 
@@ -148,7 +187,10 @@ fn error_response(e: &S3Error, request_id: &str, is_head: bool, op: &str) -> Res
         Response::new(Body::empty())
     } else {
         let mut r = Response::new(Body::from(e.to_xml(request_id)));
-        r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/xml"),
+        );
         r
     };
     *resp.status_mut() = status;
@@ -163,16 +205,25 @@ fn error_response(e: &S3Error, request_id: &str, is_head: bool, op: &str) -> Res
 /// Errors of the KMS JSON API are JSON, as AWS KMS sends them.
 fn kms_error_response(e: &S3Error) -> Response {
     let name = match e.code() {
-        S3ErrorCode::SignatureDoesNotMatch | S3ErrorCode::InvalidAccessKeyId => "UnrecognizedClientException",
+        S3ErrorCode::SignatureDoesNotMatch | S3ErrorCode::InvalidAccessKeyId => {
+            "UnrecognizedClientException"
+        }
         S3ErrorCode::AccessDenied | S3ErrorCode::RequestTimeTooSkewed => "AccessDeniedException",
         S3ErrorCode::InternalError => "KMSInternalException",
         _ => "ValidationException",
     };
     let body = serde_json::json!({ "__type": name, "message": e.message() }).to_string();
-    let status = if e.code() == S3ErrorCode::InternalError { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::BAD_REQUEST };
+    let status = if e.code() == S3ErrorCode::InternalError {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::BAD_REQUEST
+    };
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = status;
-    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.1"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-amz-json-1.1"),
+    );
     r
 }
 
@@ -180,13 +231,19 @@ fn kms_error_response(e: &S3Error) -> Response {
 async fn kms_api(ctx: ReqCtx, body: Body) -> S3Result<Response> {
     let target = ctx.header("x-amz-target").unwrap_or_default().to_string();
     let op = target.strip_prefix("TrentService.").ok_or_else(|| {
-        S3Error::new(S3ErrorCode::InvalidRequest, format!("Unknown operation {target}"))
+        S3Error::new(
+            S3ErrorCode::InvalidRequest,
+            format!("Unknown operation {target}"),
+        )
     })?;
     let raw = bucket::read_body(&ctx, body).await?;
     let (status, json) = coffer_kms::json_api::dispatch(ctx.state.kms.as_ref(), op, &raw).await;
     let mut r = Response::new(Body::from(json));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.1"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-amz-json-1.1"),
+    );
     Ok(r)
 }
 

@@ -70,14 +70,21 @@ pub enum CustomerKeyHeaders {
 }
 
 /// Reads an SSE-C key from request headers; `None` when no SSE-C header is present.
-pub fn customer_key(headers: &HeaderMap, which: CustomerKeyHeaders) -> S3Result<Option<CustomerKey>> {
+pub fn customer_key(
+    headers: &HeaderMap,
+    which: CustomerKeyHeaders,
+) -> S3Result<Option<CustomerKey>> {
     use base64::Engine;
     use md5::Digest;
     let prefix = match which {
         CustomerKeyHeaders::Object => "x-amz-server-side-encryption-customer-",
         CustomerKeyHeaders::CopySource => "x-amz-copy-source-server-side-encryption-customer-",
     };
-    let h = |n: &str| headers.get(format!("{prefix}{n}")).and_then(|v| v.to_str().ok());
+    let h = |n: &str| {
+        headers
+            .get(format!("{prefix}{n}"))
+            .and_then(|v| v.to_str().ok())
+    };
     let (alg, key, md5) = (h("algorithm"), h("key"), h("key-md5"));
     if alg.is_none() && key.is_none() && md5.is_none() {
         return Ok(None);
@@ -103,11 +110,19 @@ pub fn customer_key(headers: &HeaderMap, which: CustomerKeyHeaders) -> S3Result<
             "Requests specifying Server Side Encryption with Customer provided keys must provide an appropriate secret key."
         )
     })?;
-    let raw = Zeroizing::new(base64::engine::general_purpose::STANDARD.decode(key).unwrap_or_default());
+    let raw = Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .unwrap_or_default(),
+    );
     if raw.len() != 32 {
-        return Err(s3_error!(InvalidArgument, "The secret key was invalid for the specified algorithm."));
+        return Err(s3_error!(
+            InvalidArgument,
+            "The secret key was invalid for the specified algorithm."
+        ));
     }
-    let computed = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(raw.as_slice()));
+    let computed =
+        base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(raw.as_slice()));
     let md5 = md5.ok_or_else(|| {
         s3_error!(
             InvalidArgument,
@@ -115,11 +130,17 @@ pub fn customer_key(headers: &HeaderMap, which: CustomerKeyHeaders) -> S3Result<
         )
     })?;
     if md5 != computed {
-        return Err(s3_error!(InvalidArgument, "The calculated MD5 hash of the key did not match the hash that was provided."));
+        return Err(s3_error!(
+            InvalidArgument,
+            "The calculated MD5 hash of the key did not match the hash that was provided."
+        ));
     }
     let mut k = Zeroizing::new([0u8; 32]);
     k.copy_from_slice(&raw);
-    Ok(Some(CustomerKey { key: k, md5_b64: computed }))
+    Ok(Some(CustomerKey {
+        key: k,
+        md5_b64: computed,
+    }))
 }
 
 const SSE_C_AAD: &str = "coffer/sse-c/v1|";
@@ -155,10 +176,19 @@ pub fn requested(headers: &HeaderMap, bucket: &BucketRecord) -> S3Result<SseRequ
         }
         None => {
             let default = bucket.encryption.as_ref();
-            let algorithm = default.map(|d| d.sse_algorithm).unwrap_or(SseAlgorithm::Aes256);
+            let algorithm = default
+                .map(|d| d.sse_algorithm)
+                .unwrap_or(SseAlgorithm::Aes256);
             let kms_key_id = default.and_then(|d| d.kms_master_key_id.clone());
-            let bucket_key = algorithm == SseAlgorithm::AwsKms && default.is_some_and(|d| d.bucket_key_enabled);
-            return Ok(SseRequest { algorithm, kms_key_id, context: None, bucket_key, customer_key: None });
+            let bucket_key =
+                algorithm == SseAlgorithm::AwsKms && default.is_some_and(|d| d.bucket_key_enabled);
+            return Ok(SseRequest {
+                algorithm,
+                kms_key_id,
+                context: None,
+                bucket_key,
+                customer_key: None,
+            });
         }
     };
     let kms_key_id = h("x-amz-server-side-encryption-aws-kms-key-id").map(str::to_string);
@@ -174,9 +204,18 @@ pub fn requested(headers: &HeaderMap, bucket: &BucketRecord) -> S3Result<SseRequ
     };
     let bucket_key = match h("x-amz-server-side-encryption-bucket-key-enabled") {
         Some(v) => v.eq_ignore_ascii_case("true"),
-        None => bucket.encryption.as_ref().is_some_and(|d| d.bucket_key_enabled && d.sse_algorithm == algorithm),
+        None => bucket
+            .encryption
+            .as_ref()
+            .is_some_and(|d| d.bucket_key_enabled && d.sse_algorithm == algorithm),
     } && algorithm == SseAlgorithm::AwsKms;
-    Ok(SseRequest { algorithm, kms_key_id, context, bucket_key, customer_key: None })
+    Ok(SseRequest {
+        algorithm,
+        kms_key_id,
+        context,
+        bucket_key,
+        customer_key: None,
+    })
 }
 
 fn parse_context(b64: &str) -> S3Result<BTreeMap<String, String>> {
@@ -187,7 +226,9 @@ fn parse_context(b64: &str) -> S3Result<BTreeMap<String, String>> {
             "The header 'x-amz-server-side-encryption-context' shall be Base64-encoded UTF-8 string holding JSON which represents a string-string map"
         )
     };
-    let raw = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| bad())?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| bad())?;
     serde_json::from_slice(&raw).map_err(|_| bad())
 }
 
@@ -197,7 +238,12 @@ pub fn object_arn(bucket: &str, key: &str) -> String {
 }
 
 /// Generates the data key of a new object version and wraps it as `req` says.
-pub async fn new_object_key(state: &AppState, bucket: &str, key: &str, req: &SseRequest) -> S3Result<ObjectKey> {
+pub async fn new_object_key(
+    state: &AppState,
+    bucket: &str,
+    key: &str,
+    req: &SseRequest,
+) -> S3Result<ObjectKey> {
     let mut context = BTreeMap::new();
     if let Some(user) = &req.context {
         context.extend(user.clone());
@@ -205,7 +251,8 @@ pub async fn new_object_key(state: &AppState, bucket: &str, key: &str, req: &Sse
     context.insert(S3_ARN_CONTEXT.to_string(), object_arn(bucket, key));
     if let Some(ck) = &req.customer_key {
         let dek = DataKey::generate().map_err(crate::error::S3Error::internal)?;
-        let salt: [u8; 16] = coffer_crypto::random_bytes().map_err(crate::error::S3Error::internal)?;
+        let salt: [u8; 16] =
+            coffer_crypto::random_bytes().map_err(crate::error::S3Error::internal)?;
         let aad = format!("{SSE_C_AAD}{}", object_arn(bucket, key));
         let wrapped_dek = coffer_crypto::wrap::seal(&ck.key, dek.as_bytes(), aad.as_bytes())
             .map_err(crate::error::S3Error::internal)?;
@@ -258,7 +305,10 @@ pub async fn new_object_key(state: &AppState, bucket: &str, key: &str, req: &Sse
         };
         return Ok(ObjectKey { dek, envelope });
     }
-    let generated = state.kms.generate_data_key(&key_id, &context, coffer_crypto::DEK_LEN).await?;
+    let generated = state
+        .kms
+        .generate_data_key(&key_id, &context, coffer_crypto::DEK_LEN)
+        .await?;
     let plaintext = generated
         .plaintext
         .ok_or_else(|| crate::error::S3Error::internal("KMS returned no plaintext data key"))?;
@@ -289,7 +339,9 @@ pub async fn aws_managed_s3_key(state: &AppState) -> S3Result<String> {
             let meta = state
                 .kms
                 .create_key(coffer_kms::CreateKeyRequest {
-                    description: "Default key that protects my S3 objects when no other key is defined".into(),
+                    description:
+                        "Default key that protects my S3 objects when no other key is defined"
+                            .into(),
                     aws_managed: true,
                     tags: BTreeMap::new(),
                 })
@@ -297,7 +349,9 @@ pub async fn aws_managed_s3_key(state: &AppState) -> S3Result<String> {
             match state.kms.create_alias(ALIAS, &meta.key_id).await {
                 Ok(()) => Ok(meta.arn),
                 // Another request created it first: use theirs.
-                Err(coffer_kms::KmsError::AlreadyExists(_)) => Ok(state.kms.describe_key(ALIAS).await?.arn),
+                Err(coffer_kms::KmsError::AlreadyExists(_)) => {
+                    Ok(state.kms.describe_key(ALIAS).await?.arn)
+                }
                 Err(e) => Err(e.into()),
             }
         }
@@ -308,7 +362,12 @@ pub async fn aws_managed_s3_key(state: &AppState) -> S3Result<String> {
 /// Unwraps the data key of a version for a read: SSE-C objects need the customer's key in
 /// `headers` (400 when missing, 403 when wrong — checked before any data is read); for others
 /// SSE-C headers are refused.
-pub async fn open_for_read(state: &AppState, envelope: &Envelope, headers: &HeaderMap, which: CustomerKeyHeaders) -> S3Result<DataKey> {
+pub async fn open_for_read(
+    state: &AppState,
+    envelope: &Envelope,
+    headers: &HeaderMap,
+    which: CustomerKeyHeaders,
+) -> S3Result<DataKey> {
     let ck = customer_key(headers, which)?;
     if envelope.algorithm != SseAlgorithm::SseC {
         if ck.is_some() {
@@ -326,16 +385,26 @@ pub async fn open_for_read(state: &AppState, envelope: &Envelope, headers: &Head
         )
     })?;
     check_customer_key(envelope, &ck)?;
-    let arn = envelope.context.get(S3_ARN_CONTEXT).cloned().unwrap_or_default();
-    let plain = coffer_crypto::wrap::open(&ck.key, &envelope.wrapped_dek, format!("{SSE_C_AAD}{arn}").as_bytes())
-        .map_err(|_| s3_error!(AccessDenied, "Access Denied"))?;
+    let arn = envelope
+        .context
+        .get(S3_ARN_CONTEXT)
+        .cloned()
+        .unwrap_or_default();
+    let plain = coffer_crypto::wrap::open(
+        &ck.key,
+        &envelope.wrapped_dek,
+        format!("{SSE_C_AAD}{arn}").as_bytes(),
+    )
+    .map_err(|_| s3_error!(AccessDenied, "Access Denied"))?;
     DataKey::from_slice(&plain).map_err(crate::error::S3Error::internal)
 }
 
 /// Rejects a wrong SSE-C key with 403 by its salted HMAC (constant-time), before any data is read.
 pub fn check_customer_key(envelope: &Envelope, ck: &CustomerKey) -> S3Result<()> {
     let (Some(salt), Some(tag)) = (&envelope.sse_c_salt, &envelope.sse_c_key_hmac) else {
-        return Err(crate::error::S3Error::internal("SSE-C envelope without key fingerprint"));
+        return Err(crate::error::S3Error::internal(
+            "SSE-C envelope without key fingerprint",
+        ));
     };
     if !coffer_crypto::hmac_sha256_verify(salt, ck.key.as_ref(), tag) {
         return Err(s3_error!(AccessDenied, "Access Denied"));
@@ -347,12 +416,23 @@ pub fn check_customer_key(envelope: &Envelope, ck: &CustomerKey) -> S3Result<()>
 pub async fn open_object_key(state: &AppState, envelope: &Envelope) -> S3Result<DataKey> {
     if let Some(id) = &envelope.bucket_key_id {
         let bk = crate::bucket_keys::by_id(state, id).await?;
-        let arn = envelope.context.get(S3_ARN_CONTEXT).cloned().unwrap_or_default();
+        let arn = envelope
+            .context
+            .get(S3_ARN_CONTEXT)
+            .cloned()
+            .unwrap_or_default();
         return bk.open_dek(&envelope.wrapped_dek, &arn);
     }
     match envelope.algorithm {
         SseAlgorithm::Aes256 | SseAlgorithm::AwsKms => {
-            let d = state.kms.decrypt(&envelope.wrapped_dek, &envelope.context, envelope.kms_key_arn.as_deref()).await?;
+            let d = state
+                .kms
+                .decrypt(
+                    &envelope.wrapped_dek,
+                    &envelope.context,
+                    envelope.kms_key_arn.as_deref(),
+                )
+                .await?;
             DataKey::from_slice(&d.plaintext).map_err(crate::error::S3Error::internal)
         }
         _ => Err(s3_error!(
@@ -368,17 +448,27 @@ pub fn response_headers(envelope: &Envelope) -> Vec<(&'static str, String)> {
     match envelope.algorithm {
         SseAlgorithm::Aes256 => out.push(("x-amz-server-side-encryption", "AES256".to_string())),
         SseAlgorithm::AwsKms | SseAlgorithm::AwsKmsDsse => {
-            let alg = if envelope.algorithm == SseAlgorithm::AwsKms { "aws:kms" } else { "aws:kms:dsse" };
+            let alg = if envelope.algorithm == SseAlgorithm::AwsKms {
+                "aws:kms"
+            } else {
+                "aws:kms:dsse"
+            };
             out.push(("x-amz-server-side-encryption", alg.to_string()));
             if let Some(arn) = &envelope.kms_key_arn {
                 out.push(("x-amz-server-side-encryption-aws-kms-key-id", arn.clone()));
             }
             if envelope.bucket_key_id.is_some() {
-                out.push(("x-amz-server-side-encryption-bucket-key-enabled", "true".to_string()));
+                out.push((
+                    "x-amz-server-side-encryption-bucket-key-enabled",
+                    "true".to_string(),
+                ));
             }
         }
         SseAlgorithm::SseC => {
-            out.push(("x-amz-server-side-encryption-customer-algorithm", "AES256".to_string()));
+            out.push((
+                "x-amz-server-side-encryption-customer-algorithm",
+                "AES256".to_string(),
+            ));
             if let Some(md5) = &envelope.sse_c_key_md5 {
                 out.push(("x-amz-server-side-encryption-customer-key-MD5", md5.clone()));
             }
@@ -403,7 +493,13 @@ pub async fn rewrap(
         (None, false) => {
             let r = state
                 .kms
-                .re_encrypt(&env.wrapped_dek, &env.context, env.kms_key_arn.as_deref(), target_arn, &context)
+                .re_encrypt(
+                    &env.wrapped_dek,
+                    &env.context,
+                    env.kms_key_arn.as_deref(),
+                    target_arn,
+                    &context,
+                )
                 .await?;
             (r.key_id, r.ciphertext_blob, None)
         }
@@ -415,7 +511,10 @@ pub async fn rewrap(
         }
         (Some(_), false) => {
             let dek = open_object_key(state, env).await?;
-            let e = state.kms.encrypt(target_arn, dek.as_bytes(), &context).await?;
+            let e = state
+                .kms
+                .encrypt(target_arn, dek.as_bytes(), &context)
+                .await?;
             (e.key_id, e.ciphertext_blob, None)
         }
     };

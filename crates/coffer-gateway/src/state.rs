@@ -31,7 +31,10 @@ pub struct GatewayConfig {
 impl GatewayConfig {
     /// The canonical user ID of the account (64 hex characters, as S3's are).
     pub fn owner_id(&self) -> String {
-        let d = ring::digest::digest(&ring::digest::SHA256, format!("coffer-owner:{}", self.account_id).as_bytes());
+        let d = ring::digest::digest(
+            &ring::digest::SHA256,
+            format!("coffer-owner:{}", self.account_id).as_bytes(),
+        );
         hex::encode(d.as_ref())
     }
 

@@ -71,7 +71,9 @@ pub fn iso8601_ms(ms: i64) -> String {
 
 /// HTTP-date for `Last-Modified`: `Wed, 12 Oct 2009 17:50:00 GMT`.
 pub fn http_date(ms: i64) -> String {
-    to_datetime(ms).format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+    to_datetime(ms)
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
 }
 
 fn to_datetime(ms: i64) -> DateTime<Utc> {
@@ -106,6 +108,9 @@ mod tests {
              xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><A>x&lt;y</A></LocationConstraint>"
         );
         assert_eq!(iso8601_ms(1_255_369_830_000), "2009-10-12T17:50:30.000Z");
-        assert_eq!(http_date(1_255_369_830_000), "Mon, 12 Oct 2009 17:50:30 GMT");
+        assert_eq!(
+            http_date(1_255_369_830_000),
+            "Mon, 12 Oct 2009 17:50:30 GMT"
+        );
     }
 }

@@ -25,12 +25,17 @@ pub async fn read_body(ctx: &ReqCtx, body: Body) -> S3Result<bytes::Bytes> {
 
 /// S3's bucket naming rules for general purpose buckets.
 pub fn validate_bucket_name(name: &str) -> S3Result<()> {
-    let invalid = || s3_error!(InvalidBucketName, "The specified bucket is not valid.").with_detail("BucketName", name);
+    let invalid = || {
+        s3_error!(InvalidBucketName, "The specified bucket is not valid.")
+            .with_detail("BucketName", name)
+    };
     let bytes = name.as_bytes();
     if !(3..=63).contains(&bytes.len()) {
         return Err(invalid());
     }
-    let ok_chars = bytes.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-');
+    let ok_chars = bytes
+        .iter()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-');
     let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
     if !ok_chars || !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
         return Err(invalid());
@@ -43,7 +48,9 @@ pub fn validate_bucket_name(name: &str) -> S3Result<()> {
     }
     const BAD_PREFIXES: &[&str] = &["xn--", "sthree-", "amzn-s3-demo-"];
     const BAD_SUFFIXES: &[&str] = &["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"];
-    if BAD_PREFIXES.iter().any(|p| name.starts_with(p)) || BAD_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+    if BAD_PREFIXES.iter().any(|p| name.starts_with(p))
+        || BAD_SUFFIXES.iter().any(|s| name.ends_with(s))
+    {
         return Err(invalid());
     }
     Ok(())
@@ -68,16 +75,24 @@ pub async fn create(ctx: ReqCtx, body: Body) -> S3Result<Response> {
     let region = match cfg.location_constraint.as_deref() {
         None | Some("") => "us-east-1".to_string(),
         Some("us-east-1") => {
-            return Err(s3_error!(InvalidLocationConstraint, "The specified location-constraint is not valid")
-                .with_detail("LocationConstraint", "us-east-1"))
+            return Err(s3_error!(
+                InvalidLocationConstraint,
+                "The specified location-constraint is not valid"
+            )
+            .with_detail("LocationConstraint", "us-east-1"))
         }
         Some(r) if valid_region(r) => r.to_string(),
         Some(r) => {
-            return Err(s3_error!(InvalidLocationConstraint, "The specified location-constraint is not valid")
-                .with_detail("LocationConstraint", r))
+            return Err(s3_error!(
+                InvalidLocationConstraint,
+                "The specified location-constraint is not valid"
+            )
+            .with_detail("LocationConstraint", r))
         }
     };
-    let object_lock = ctx.header("x-amz-bucket-object-lock-enabled").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let object_lock = ctx
+        .header("x-amz-bucket-object-lock-enabled")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let record = BucketRecord {
         v: FORMAT_VERSION,
         name: name.clone(),
@@ -85,21 +100,35 @@ pub async fn create(ctx: ReqCtx, body: Body) -> S3Result<Response> {
         region,
         owner_id: ctx.state.config.owner_id(),
         // Object Lock requires versioning; S3 enables it with the lock.
-        versioning: if object_lock { Versioning::Enabled } else { Versioning::Unversioned },
+        versioning: if object_lock {
+            Versioning::Enabled
+        } else {
+            Versioning::Unversioned
+        },
         object_lock_enabled: object_lock,
         default_retention: None,
         encryption: None,
         directory: false,
     };
     ctx.state.meta.apply(Command::CreateBucket(record)).await?;
-    Ok(response(StatusCode::OK, vec![("location", format!("/{name}"))], Body::empty()))
+    Ok(response(
+        StatusCode::OK,
+        vec![("location", format!("/{name}"))],
+        Body::empty(),
+    ))
 }
 
 fn valid_region(r: &str) -> bool {
     let parts: Vec<&str> = r.split('-').collect();
     (3..=4).contains(&parts.len())
-        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
-        && parts.last().is_some_and(|p| p.bytes().all(|c| c.is_ascii_digit()))
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.bytes().all(|c| c.is_ascii_digit()))
         || r == "EU"
 }
 
@@ -108,14 +137,22 @@ pub async fn head(ctx: ReqCtx) -> S3Result<Response> {
     let b = ctx.state.meta.get_bucket(ctx.bucket()).await?;
     Ok(response(
         StatusCode::OK,
-        vec![("x-amz-bucket-region", b.region), ("x-amz-access-point-alias", "false".into())],
+        vec![
+            ("x-amz-bucket-region", b.region),
+            ("x-amz-access-point-alias", "false".into()),
+        ],
         Body::empty(),
     ))
 }
 
 /// DeleteBucket.
 pub async fn delete(ctx: ReqCtx) -> S3Result<Response> {
-    ctx.state.meta.apply(Command::DeleteBucket { bucket: ctx.bucket().to_string() }).await?;
+    ctx.state
+        .meta
+        .apply(Command::DeleteBucket {
+            bucket: ctx.bucket().to_string(),
+        })
+        .await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -147,7 +184,10 @@ pub async fn list(ctx: ReqCtx) -> S3Result<Response> {
 pub async fn location(ctx: ReqCtx) -> S3Result<Response> {
     let b = ctx.state.meta.get_bucket(ctx.bucket()).await?;
     let body = if b.region == "us-east-1" {
-        format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint xmlns=\"{}\"/>", xml::S3_NS)
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint xmlns=\"{}\"/>",
+            xml::S3_NS
+        )
     } else {
         format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint xmlns=\"{}\">{}</LocationConstraint>",
@@ -188,7 +228,10 @@ pub async fn put_versioning(ctx: ReqCtx, body: Body) -> S3Result<Response> {
     let cfg: VersioningConfiguration = xml::parse(&raw)?;
     let mut b = ctx.state.meta.get_bucket(ctx.bucket()).await?;
     if cfg.mfa_delete.as_deref() == Some("Enabled") {
-        return Err(s3_error!(NotImplemented, "A header you provided implies functionality that is not implemented"));
+        return Err(s3_error!(
+            NotImplemented,
+            "A header you provided implies functionality that is not implemented"
+        ));
     }
     let new = match cfg.status.as_deref() {
         Some("Enabled") => Versioning::Enabled,
@@ -219,8 +262,18 @@ mod tests {
             assert!(validate_bucket_name(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "ab", "ABC", "a_b", "-ab", "ab-", "a..b", "192.168.5.4", "xn--abc", "abc-s3alias", "a.-b",
-            "a".repeat(64).as_str(), "bucket--x-s3",
+            "ab",
+            "ABC",
+            "a_b",
+            "-ab",
+            "ab-",
+            "a..b",
+            "192.168.5.4",
+            "xn--abc",
+            "abc-s3alias",
+            "a.-b",
+            "a".repeat(64).as_str(),
+            "bucket--x-s3",
         ] {
             assert!(validate_bucket_name(bad).is_err(), "{bad}");
         }

@@ -57,7 +57,9 @@ fn parse_config(raw: &[u8]) -> S3Result<BucketEncryption> {
     let cfg: ServerSideEncryptionConfiguration = xml::parse(raw)?;
     // S3 accepts exactly one rule.
     let [rule] = <[Rule; 1]>::try_from(cfg.rules).map_err(|_| xml::malformed())?;
-    let default = rule.apply_server_side_encryption_by_default.ok_or_else(xml::malformed)?;
+    let default = rule
+        .apply_server_side_encryption_by_default
+        .ok_or_else(xml::malformed)?;
     let sse_algorithm = match default.sse_algorithm.as_str() {
         "AES256" => SseAlgorithm::Aes256,
         "aws:kms" => SseAlgorithm::AwsKms,
@@ -86,14 +88,22 @@ fn parse_config(raw: &[u8]) -> S3Result<BucketEncryption> {
                     }
                 }
                 _ => {
-                    return Err(s3_error!(InvalidArgument, "Invalid BlockedEncryptionTypes value: {t}")
-                        .with_detail("ArgumentName", "BlockedEncryptionTypes")
-                        .with_detail("ArgumentValue", t))
+                    return Err(s3_error!(
+                        InvalidArgument,
+                        "Invalid BlockedEncryptionTypes value: {t}"
+                    )
+                    .with_detail("ArgumentName", "BlockedEncryptionTypes")
+                    .with_detail("ArgumentValue", t))
                 }
             }
         }
     }
-    Ok(BucketEncryption { sse_algorithm, kms_master_key_id, bucket_key_enabled, blocked_encryption_types: blocked })
+    Ok(BucketEncryption {
+        sse_algorithm,
+        kms_master_key_id,
+        bucket_key_enabled,
+        blocked_encryption_types: blocked,
+    })
 }
 
 /// PutBucketEncryption.
@@ -177,10 +187,19 @@ mod tests {
         // Seed 003: KMSMasterKeyID "can only be used when you set the value of SSEAlgorithm
         // as aws:kms or aws:kms:dsse".
         let body = br#"<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>AES256</SSEAlgorithm><KMSMasterKeyID>k</KMSMasterKeyID></ApplyServerSideEncryptionByDefault></Rule></ServerSideEncryptionConfiguration>"#;
-        assert_eq!(parse_config(body).unwrap_err().code().as_str(), "InvalidArgument");
+        assert_eq!(
+            parse_config(body).unwrap_err().code().as_str(),
+            "InvalidArgument"
+        );
         let two = br#"<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>AES256</SSEAlgorithm></ApplyServerSideEncryptionByDefault></Rule><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>AES256</SSEAlgorithm></ApplyServerSideEncryptionByDefault></Rule></ServerSideEncryptionConfiguration>"#;
-        assert_eq!(parse_config(two).unwrap_err().code().as_str(), "MalformedXML");
+        assert_eq!(
+            parse_config(two).unwrap_err().code().as_str(),
+            "MalformedXML"
+        );
         let bad = br#"<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>DES</SSEAlgorithm></ApplyServerSideEncryptionByDefault></Rule></ServerSideEncryptionConfiguration>"#;
-        assert_eq!(parse_config(bad).unwrap_err().code().as_str(), "MalformedXML");
+        assert_eq!(
+            parse_config(bad).unwrap_err().code().as_str(),
+            "MalformedXML"
+        );
     }
 }

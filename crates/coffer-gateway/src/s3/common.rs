@@ -30,7 +30,11 @@ pub fn response(status: StatusCode, headers: Vec<(&str, String)>, body: Body) ->
 
 /// An XML response with status 200.
 pub fn xml_response(body: String) -> Response {
-    response(StatusCode::OK, vec![("content-type", "application/xml".into())], Body::from(body))
+    response(
+        StatusCode::OK,
+        vec![("content-type", "application/xml".into())],
+        Body::from(body),
+    )
 }
 
 /// An empty response with the given status.
@@ -59,20 +63,35 @@ pub fn object_headers(h: &HeaderMap) -> S3Result<ObjectHeaders> {
         }
     }
     if meta_size > MAX_USER_METADATA {
-        return Err(s3_error!(MetadataTooLarge, "Your metadata headers exceed the maximum allowed metadata size.")
-            .with_detail("Size", meta_size.to_string())
-            .with_detail("MaxSizeAllowed", MAX_USER_METADATA.to_string()));
+        return Err(s3_error!(
+            MetadataTooLarge,
+            "Your metadata headers exceed the maximum allowed metadata size."
+        )
+        .with_detail("Size", meta_size.to_string())
+        .with_detail("MaxSizeAllowed", MAX_USER_METADATA.to_string()));
     }
     let storage_class = match get("x-amz-storage-class") {
         None => None,
         Some(sc) => {
             const CLASSES: &[&str] = &[
-                "STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
-                "GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "OUTPOSTS", "SNOW", "EXPRESS_ONEZONE",
+                "STANDARD",
+                "REDUCED_REDUNDANCY",
+                "STANDARD_IA",
+                "ONEZONE_IA",
+                "INTELLIGENT_TIERING",
+                "GLACIER",
+                "DEEP_ARCHIVE",
+                "GLACIER_IR",
+                "OUTPOSTS",
+                "SNOW",
+                "EXPRESS_ONEZONE",
             ];
             if !CLASSES.contains(&sc.as_str()) {
-                return Err(s3_error!(InvalidStorageClass, "The storage class you specified is not valid")
-                    .with_detail("StorageClassRequested", sc));
+                return Err(s3_error!(
+                    InvalidStorageClass,
+                    "The storage class you specified is not valid"
+                )
+                .with_detail("StorageClassRequested", sc));
             }
             (sc != "STANDARD").then_some(sc)
         }
@@ -92,7 +111,11 @@ pub fn object_headers(h: &HeaderMap) -> S3Result<ObjectHeaders> {
 
 /// `aws-chunked` is a transfer detail, not a stored Content-Encoding.
 fn strip_aws_chunked(v: String) -> Option<String> {
-    let rest: Vec<&str> = v.split(',').map(str::trim).filter(|e| !e.is_empty() && *e != "aws-chunked").collect();
+    let rest: Vec<&str> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && *e != "aws-chunked")
+        .collect();
     (!rest.is_empty()).then(|| rest.join(","))
 }
 
@@ -102,7 +125,13 @@ pub fn version_headers(bucket: &BucketRecord, v: &ObjectVersion) -> Vec<(&'stati
         ("etag", quote(&v.etag)),
         ("last-modified", http_date(v.last_modified_ms)),
         ("accept-ranges", "bytes".to_string()),
-        ("content-type", v.headers.content_type.clone().unwrap_or_else(|| "binary/octet-stream".into())),
+        (
+            "content-type",
+            v.headers
+                .content_type
+                .clone()
+                .unwrap_or_else(|| "binary/octet-stream".into()),
+        ),
     ];
     let opt = [
         ("content-encoding", &v.headers.content_encoding),
@@ -111,7 +140,10 @@ pub fn version_headers(bucket: &BucketRecord, v: &ObjectVersion) -> Vec<(&'stati
         ("cache-control", &v.headers.cache_control),
         ("expires", &v.headers.expires),
         ("x-amz-storage-class", &v.headers.storage_class),
-        ("x-amz-website-redirect-location", &v.headers.website_redirect_location),
+        (
+            "x-amz-website-redirect-location",
+            &v.headers.website_redirect_location,
+        ),
     ];
     for (n, val) in opt {
         if let Some(val) = val {
@@ -123,10 +155,16 @@ pub fn version_headers(bucket: &BucketRecord, v: &ObjectVersion) -> Vec<(&'stati
     }
     if let Some(r) = &v.retention {
         out.push(("x-amz-object-lock-mode", r.mode.clone()));
-        out.push(("x-amz-object-lock-retain-until-date", r.retain_until.clone()));
+        out.push((
+            "x-amz-object-lock-retain-until-date",
+            r.retain_until.clone(),
+        ));
     }
     if bucket.object_lock_enabled {
-        out.push(("x-amz-object-lock-legal-hold", if v.legal_hold { "ON" } else { "OFF" }.to_string()));
+        out.push((
+            "x-amz-object-lock-legal-hold",
+            if v.legal_hold { "ON" } else { "OFF" }.to_string(),
+        ));
     }
     if let Some(env) = &v.envelope {
         out.extend(crate::sse::response_headers(env));
@@ -137,7 +175,10 @@ pub fn version_headers(bucket: &BucketRecord, v: &ObjectVersion) -> Vec<(&'stati
 /// Adds `x-amz-meta-*` headers (they are appended separately because names are dynamic).
 pub fn add_user_metadata(resp: &mut Response, v: &ObjectVersion) {
     for (k, val) in &v.headers.user_metadata {
-        if let (Ok(n), Ok(hv)) = (HeaderName::try_from(format!("x-amz-meta-{k}")), HeaderValue::try_from(val.as_str())) {
+        if let (Ok(n), Ok(hv)) = (
+            HeaderName::try_from(format!("x-amz-meta-{k}")),
+            HeaderValue::try_from(val.as_str()),
+        ) {
             resp.headers_mut().append(n, hv);
         }
     }
@@ -149,13 +190,19 @@ pub fn quote(etag: &str) -> String {
 }
 
 fn etag_matches(list: &str, etag: &str) -> bool {
-    list.split(',').map(|t| t.trim().trim_start_matches("W/").trim_matches('"')).any(|t| t == "*" || t == etag)
+    list.split(',')
+        .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))
+        .any(|t| t == "*" || t == etag)
 }
 
 fn parse_http_date(s: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc2822(s)
         .ok()
-        .or_else(|| chrono::NaiveDateTime::parse_from_str(s, "%A, %d-%b-%y %H:%M:%S GMT").ok().map(|d| d.and_utc().fixed_offset()))
+        .or_else(|| {
+            chrono::NaiveDateTime::parse_from_str(s, "%A, %d-%b-%y %H:%M:%S GMT")
+                .ok()
+                .map(|d| d.and_utc().fixed_offset())
+        })
         .or_else(|| chrono::DateTime::parse_from_rfc3339(s).ok())
         .map(|d| d.timestamp())
 }
@@ -191,12 +238,20 @@ pub const COPY_CONDITIONS: ConditionHeaders = ConditionHeaders {
 
 /// Evaluates conditional headers as S3 does (RFC 7232 precedence). `not_modified` is the
 /// error used when If-None-Match / If-Modified-Since fail (304 for GET, 412 for copies).
-pub fn check_conditions(h: &HeaderMap, names: &ConditionHeaders, v: &ObjectVersion, is_copy: bool) -> S3Result<()> {
+pub fn check_conditions(
+    h: &HeaderMap,
+    names: &ConditionHeaders,
+    v: &ObjectVersion,
+    is_copy: bool,
+) -> S3Result<()> {
     let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
     let last_modified = v.last_modified_ms.div_euclid(1000);
     let failed = || {
-        s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
-            .with_detail("Condition", "If-Match")
+        s3_error!(
+            PreconditionFailed,
+            "At least one of the pre-conditions you specified did not hold"
+        )
+        .with_detail("Condition", "If-Match")
     };
     let not_modified = || -> S3Error {
         if is_copy {

@@ -28,7 +28,13 @@ impl BlobSink {
         let chunk_size = state.config.chunk_size;
         let writer = state.blobs.create(&blob_id).await?;
         let sealer = ChunkSealer::new(BlobCipher::new(dek, &blob_id, part_number), chunk_size);
-        Ok(BlobSink { writer: Some(writer), sealer: Some(sealer), blob_id, part_number, chunk_size })
+        Ok(BlobSink {
+            writer: Some(writer),
+            sealer: Some(sealer),
+            blob_id,
+            part_number,
+            chunk_size,
+        })
     }
 
     /// Seals and writes plaintext.

@@ -23,9 +23,12 @@ pub fn max_param(ctx: &ReqCtx, name: &str) -> S3Result<usize> {
             .filter(|n| *n >= 0)
             .map(|n| n.min(1000) as usize)
             .ok_or_else(|| {
-                s3_error!(InvalidArgument, "Provided {name} not an integer or within integer range")
-                    .with_detail("ArgumentName", name)
-                    .with_detail("ArgumentValue", v)
+                s3_error!(
+                    InvalidArgument,
+                    "Provided {name} not an integer or within integer range"
+                )
+                .with_detail("ArgumentName", name)
+                .with_detail("ArgumentValue", v)
             }),
     }
 }
@@ -39,9 +42,12 @@ impl Encoder {
         match ctx.query("encoding-type") {
             None => Ok(Encoder(false)),
             Some("url") => Ok(Encoder(true)),
-            Some(v) => Err(s3_error!(InvalidArgument, "Invalid Encoding Method specified in Request")
-                .with_detail("ArgumentName", "encoding-type")
-                .with_detail("ArgumentValue", v)),
+            Some(v) => Err(s3_error!(
+                InvalidArgument,
+                "Invalid Encoding Method specified in Request"
+            )
+            .with_detail("ArgumentName", "encoding-type")
+            .with_detail("ArgumentValue", v)),
         }
     }
 
@@ -80,13 +86,17 @@ fn contents(ctx: &ReqCtx, w: &mut XmlWriter, e: &Encoder, o: &ObjectVersion, wit
         .elem("LastModified", iso8601_ms(o.last_modified_ms))
         .elem("ETag", quote(&o.etag));
     if let Some(c) = &o.checksum {
-        w.elem("ChecksumAlgorithm", &c.algorithm).elem("ChecksumType", &c.checksum_type);
+        w.elem("ChecksumAlgorithm", &c.algorithm)
+            .elem("ChecksumType", &c.checksum_type);
     }
     w.elem("Size", o.size.to_string());
     if with_owner {
         owner(ctx, w);
     }
-    w.elem("StorageClass", o.headers.storage_class.as_deref().unwrap_or("STANDARD"));
+    w.elem(
+        "StorageClass",
+        o.headers.storage_class.as_deref().unwrap_or("STANDARD"),
+    );
     w.close("Contents");
 }
 
@@ -96,26 +106,51 @@ pub async fn list_objects(ctx: ReqCtx, v2: bool) -> S3Result<Response> {
     let enc = Encoder::from_ctx(&ctx)?;
     let max_keys = max_param(&ctx, "max-keys")?;
     let prefix = ctx.query("prefix").unwrap_or("").to_string();
-    let delimiter = ctx.query("delimiter").filter(|d| !d.is_empty()).map(str::to_string);
-    let token = if v2 { ctx.query("continuation-token") } else { None };
+    let delimiter = ctx
+        .query("delimiter")
+        .filter(|d| !d.is_empty())
+        .map(str::to_string);
+    let token = if v2 {
+        ctx.query("continuation-token")
+    } else {
+        None
+    };
     let start_after = if v2 {
         match token {
             Some(t) => Some(decode_token(t)?),
-            None => ctx.query("start-after").filter(|s| !s.is_empty()).map(str::to_string),
+            None => ctx
+                .query("start-after")
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
         }
     } else {
-        ctx.query("marker").filter(|s| !s.is_empty()).map(str::to_string)
+        ctx.query("marker")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
     };
     let page = ctx
         .state
         .meta
-        .list_objects(ctx.bucket(), &ListQuery { prefix: prefix.clone(), delimiter: delimiter.clone(), start_after, max_keys })
+        .list_objects(
+            ctx.bucket(),
+            &ListQuery {
+                prefix: prefix.clone(),
+                delimiter: delimiter.clone(),
+                start_after,
+                max_keys,
+            },
+        )
         .await?;
 
     // S3 answers max-keys=0 with an empty, untruncated page.
-    let page = if max_keys == 0 { coffer_meta::ListPage::default() } else { page };
+    let page = if max_keys == 0 {
+        coffer_meta::ListPage::default()
+    } else {
+        page
+    };
     let mut w = XmlWriter::new("ListBucketResult");
-    w.elem("Name", ctx.bucket()).elem("Prefix", enc.enc(&prefix));
+    w.elem("Name", ctx.bucket())
+        .elem("Prefix", enc.enc(&prefix));
     if v2 {
         if let Some(t) = token {
             w.elem("ContinuationToken", t);
@@ -125,14 +160,20 @@ pub async fn list_objects(ctx: ReqCtx, v2: bool) -> S3Result<Response> {
                 w.elem("NextContinuationToken", encode_token(m));
             }
         }
-        w.elem("KeyCount", (page.objects.len() + page.common_prefixes.len()).to_string());
+        w.elem(
+            "KeyCount",
+            (page.objects.len() + page.common_prefixes.len()).to_string(),
+        );
         if let Some(sa) = ctx.query("start-after") {
             w.elem("StartAfter", enc.enc(sa));
         }
     } else {
         w.elem("Marker", enc.enc(ctx.query("marker").unwrap_or("")));
         if page.is_truncated && delimiter.is_some() {
-            w.opt("NextMarker", page.next_marker.as_deref().map(|m| enc.enc(m)));
+            w.opt(
+                "NextMarker",
+                page.next_marker.as_deref().map(|m| enc.enc(m)),
+            );
         }
     }
     w.elem("MaxKeys", max_keys.to_string());
@@ -146,7 +187,9 @@ pub async fn list_objects(ctx: ReqCtx, v2: bool) -> S3Result<Response> {
         contents(&ctx, &mut w, &enc, o, with_owner);
     }
     for p in &page.common_prefixes {
-        w.open("CommonPrefixes").elem("Prefix", enc.enc(p)).close("CommonPrefixes");
+        w.open("CommonPrefixes")
+            .elem("Prefix", enc.enc(p))
+            .close("CommonPrefixes");
     }
     Ok(xml_response(w.finish("ListBucketResult")))
 }
@@ -162,8 +205,11 @@ fn decode_token(token: &str) -> S3Result<String> {
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| s.strip_prefix("coffer1:").map(str::to_string))
         .ok_or_else(|| {
-            s3_error!(InvalidArgument, "The continuation token provided is incorrect")
-                .with_detail("ArgumentName", "continuation-token")
+            s3_error!(
+                InvalidArgument,
+                "The continuation token provided is incorrect"
+            )
+            .with_detail("ArgumentName", "continuation-token")
         })
 }
 
@@ -173,11 +219,23 @@ pub async fn list_versions(ctx: ReqCtx) -> S3Result<Response> {
     let enc = Encoder::from_ctx(&ctx)?;
     let max_keys = max_param(&ctx, "max-keys")?;
     let prefix = ctx.query("prefix").unwrap_or("").to_string();
-    let delimiter = ctx.query("delimiter").filter(|d| !d.is_empty()).map(str::to_string);
-    let key_marker = ctx.query("key-marker").filter(|s| !s.is_empty()).map(str::to_string);
-    let version_id_marker = ctx.query("version-id-marker").filter(|s| !s.is_empty()).map(str::to_string);
+    let delimiter = ctx
+        .query("delimiter")
+        .filter(|d| !d.is_empty())
+        .map(str::to_string);
+    let key_marker = ctx
+        .query("key-marker")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let version_id_marker = ctx
+        .query("version-id-marker")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
     if version_id_marker.is_some() && key_marker.is_none() {
-        return Err(s3_error!(InvalidArgument, "A version-id marker cannot be specified without a key marker."));
+        return Err(s3_error!(
+            InvalidArgument,
+            "A version-id marker cannot be specified without a key marker."
+        ));
     }
     let page = ctx
         .state
@@ -197,10 +255,19 @@ pub async fn list_versions(ctx: ReqCtx) -> S3Result<Response> {
     w.elem("Name", ctx.bucket())
         .elem("Prefix", enc.enc(&prefix))
         .elem("KeyMarker", enc.enc(key_marker.as_deref().unwrap_or("")))
-        .elem("VersionIdMarker", version_id_marker.as_deref().unwrap_or(""));
+        .elem(
+            "VersionIdMarker",
+            version_id_marker.as_deref().unwrap_or(""),
+        );
     if page.is_truncated {
-        w.opt("NextKeyMarker", page.next_key_marker.as_deref().map(|m| enc.enc(m)));
-        w.opt("NextVersionIdMarker", page.next_version_id_marker.as_deref());
+        w.opt(
+            "NextKeyMarker",
+            page.next_key_marker.as_deref().map(|m| enc.enc(m)),
+        );
+        w.opt(
+            "NextVersionIdMarker",
+            page.next_version_id_marker.as_deref(),
+        );
     }
     w.elem("MaxKeys", max_keys.to_string());
     if let Some(d) = &delimiter {
@@ -209,7 +276,11 @@ pub async fn list_versions(ctx: ReqCtx) -> S3Result<Response> {
     enc.write(&mut w);
     w.elem("IsTruncated", page.is_truncated.to_string());
     for (v, latest) in &page.versions {
-        let tag = if v.delete_marker { "DeleteMarker" } else { "Version" };
+        let tag = if v.delete_marker {
+            "DeleteMarker"
+        } else {
+            "Version"
+        };
         w.open(tag)
             .elem("Key", enc.enc(&v.key))
             .elem("VersionId", &v.version_id)
@@ -218,16 +289,21 @@ pub async fn list_versions(ctx: ReqCtx) -> S3Result<Response> {
         if !v.delete_marker {
             w.elem("ETag", quote(&v.etag));
             if let Some(c) = &v.checksum {
-                w.elem("ChecksumAlgorithm", &c.algorithm).elem("ChecksumType", &c.checksum_type);
+                w.elem("ChecksumAlgorithm", &c.algorithm)
+                    .elem("ChecksumType", &c.checksum_type);
             }
-            w.elem("Size", v.size.to_string())
-                .elem("StorageClass", v.headers.storage_class.as_deref().unwrap_or("STANDARD"));
+            w.elem("Size", v.size.to_string()).elem(
+                "StorageClass",
+                v.headers.storage_class.as_deref().unwrap_or("STANDARD"),
+            );
         }
         owner(&ctx, &mut w);
         w.close(tag);
     }
     for p in &page.common_prefixes {
-        w.open("CommonPrefixes").elem("Prefix", enc.enc(p)).close("CommonPrefixes");
+        w.open("CommonPrefixes")
+            .elem("Prefix", enc.enc(p))
+            .close("CommonPrefixes");
     }
     Ok(xml_response(w.finish("ListVersionsResult")))
 }
@@ -251,10 +327,17 @@ struct DeleteObjectId {
 /// DeleteObjects.
 pub async fn delete_objects(ctx: ReqCtx, body: Body) -> S3Result<Response> {
     let has_digest = ctx.header("content-md5").is_some()
-        || ctx.parts.headers.keys().any(|k| k.as_str().starts_with("x-amz-checksum-"))
+        || ctx
+            .parts
+            .headers
+            .keys()
+            .any(|k| k.as_str().starts_with("x-amz-checksum-"))
         || ctx.header("x-amz-sdk-checksum-algorithm").is_some();
     if !has_digest {
-        return Err(s3_error!(InvalidRequest, "Missing required header for this request: Content-MD5"));
+        return Err(s3_error!(
+            InvalidRequest,
+            "Missing required header for this request: Content-MD5"
+        ));
     }
     let bucket = ctx.state.meta.get_bucket(ctx.bucket()).await?;
     let raw = read_body(&ctx, body).await?;
@@ -262,7 +345,9 @@ pub async fn delete_objects(ctx: ReqCtx, body: Body) -> S3Result<Response> {
     if req.objects.is_empty() || req.objects.len() > 1000 {
         return Err(xml::malformed());
     }
-    let bypass = ctx.header("x-amz-bypass-governance-retention").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let bypass = ctx
+        .header("x-amz-bypass-governance-retention")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let quiet = req.quiet.unwrap_or(false);
     let mut w = XmlWriter::new("DeleteResult");
     for o in req.objects {
@@ -285,7 +370,9 @@ pub async fn delete_objects(ctx: ReqCtx, body: Body) -> S3Result<Response> {
             Err(e) => {
                 w.open("Error").elem("Key", &o.key);
                 w.opt("VersionId", vid.as_deref());
-                w.elem("Code", e.code().as_str()).elem("Message", e.message()).close("Error");
+                w.elem("Code", e.code().as_str())
+                    .elem("Message", e.message())
+                    .close("Error");
             }
         }
     }

@@ -3,7 +3,9 @@
 use axum::body::Body;
 use axum::response::Response;
 use base64::Engine;
-use coffer_meta::{Checksum, Command, ObjectVersion, PartRef, Versioning, WriteCondition, FORMAT_VERSION};
+use coffer_meta::{
+    Checksum, Command, ObjectVersion, PartRef, Versioning, WriteCondition, FORMAT_VERSION,
+};
 use http::StatusCode;
 
 use super::common::*;
@@ -68,16 +70,24 @@ pub fn checksum_headers(c: &Checksum) -> Vec<(&'static str, String)> {
         "SHA1" => "x-amz-checksum-sha1",
         _ => "x-amz-checksum-sha256",
     };
-    vec![(name, c.value.clone()), ("x-amz-checksum-type", c.checksum_type.clone())]
+    vec![
+        (name, c.value.clone()),
+        ("x-amz-checksum-type", c.checksum_type.clone()),
+    ]
 }
 
 /// Reads `If-None-Match: *` / `If-Match` of a write.
 pub fn write_condition(ctx: &ReqCtx) -> S3Result<Option<WriteCondition>> {
     match (ctx.header("if-none-match"), ctx.header("if-match")) {
         (Some("*"), None) => Ok(Some(WriteCondition::IfNoneMatchStar)),
-        (Some(_), _) => Err(s3_error!(NotImplemented, "A header you provided implies functionality that is not implemented")
-            .with_detail("Header", "If-None-Match")),
-        (None, Some(etag)) => Ok(Some(WriteCondition::IfMatch(etag.trim().trim_matches('"').to_string()))),
+        (Some(_), _) => Err(s3_error!(
+            NotImplemented,
+            "A header you provided implies functionality that is not implemented"
+        )
+        .with_detail("Header", "If-None-Match")),
+        (None, Some(etag)) => Ok(Some(WriteCondition::IfMatch(
+            etag.trim().trim_matches('"').to_string(),
+        ))),
         (None, None) => Ok(None),
     }
 }
@@ -113,7 +123,11 @@ pub async fn put(ctx: ReqCtx, body: Body) -> S3Result<Response> {
         multipart_parts: 0,
     };
     let version_id = version.version_id.clone();
-    let cmd = Command::PutObject { bucket: ctx.bucket().to_string(), version, condition };
+    let cmd = Command::PutObject {
+        bucket: ctx.bucket().to_string(),
+        version,
+        condition,
+    };
     let out = match state.meta.apply(cmd).await {
         Ok(out) => out,
         Err(e) => {
@@ -135,13 +149,20 @@ pub async fn put(ctx: ReqCtx, body: Body) -> S3Result<Response> {
 
 /// Looks up the version a GET/HEAD names; a delete marker answers as S3 does.
 pub async fn find_version(ctx: &ReqCtx, version_id: Option<&str>) -> S3Result<ObjectVersion> {
-    let v = ctx.state.meta.get_object(ctx.bucket(), ctx.key(), version_id).await?;
+    let v = ctx
+        .state
+        .meta
+        .get_object(ctx.bucket(), ctx.key(), version_id)
+        .await?;
     if v.delete_marker {
         let e = if version_id.is_some() {
-            s3_error!(MethodNotAllowed, "The specified method is not allowed against this resource.")
-                .with_header("x-amz-delete-marker", "true")
-                .with_header("x-amz-version-id", v.version_id.clone())
-                .with_header("last-modified", crate::xml::http_date(v.last_modified_ms))
+            s3_error!(
+                MethodNotAllowed,
+                "The specified method is not allowed against this resource."
+            )
+            .with_header("x-amz-delete-marker", "true")
+            .with_header("x-amz-version-id", v.version_id.clone())
+            .with_header("last-modified", crate::xml::http_date(v.last_modified_ms))
         } else {
             s3_error!(NoSuchKey, "The specified key does not exist.")
                 .with_detail("Key", ctx.key())
@@ -160,35 +181,67 @@ pub async fn get(ctx: ReqCtx, head: bool) -> S3Result<Response> {
     let version_id = version_param(ctx.query("versionId")).map(str::to_string);
     let v = find_version(&ctx, version_id.as_deref()).await?;
     check_conditions(&ctx.parts.headers, &GET_CONDITIONS, &v, false)?;
-    let env = v.envelope.as_ref().ok_or_else(|| S3Error::internal("object version without envelope"))?;
+    let env = v
+        .envelope
+        .as_ref()
+        .ok_or_else(|| S3Error::internal("object version without envelope"))?;
     if ctx.header("x-amz-server-side-encryption").is_some() {
-        return Err(s3_error!(InvalidArgument, "x-amz-server-side-encryption header is not supported for this operation."));
+        return Err(s3_error!(
+            InvalidArgument,
+            "x-amz-server-side-encryption header is not supported for this operation."
+        ));
     }
     // SSE-C: the key is checked (400 missing, 403 wrong) before anything else is returned.
     let dek = if head && env.algorithm != coffer_meta::SseAlgorithm::SseC {
         None
     } else {
-        Some(sse::open_for_read(&state, env, &ctx.parts.headers, sse::CustomerKeyHeaders::Object).await?)
+        Some(
+            sse::open_for_read(
+                &state,
+                env,
+                &ctx.parts.headers,
+                sse::CustomerKeyHeaders::Object,
+            )
+            .await?,
+        )
     };
 
     // Which bytes: a part number, a Range, or everything.
     let mut range: Option<(u64, u64)> = None;
     let mut part_count_header = None;
     if let Some(pn) = ctx.query("partNumber") {
-        let pn: u32 = pn.parse().ok().filter(|n| (1..=10000).contains(n)).ok_or_else(|| {
-            s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive")
-        })?;
+        let pn: u32 = pn
+            .parse()
+            .ok()
+            .filter(|n| (1..=10000).contains(n))
+            .ok_or_else(|| {
+                s3_error!(
+                    InvalidArgument,
+                    "Part number must be an integer between 1 and 10000, inclusive"
+                )
+            })?;
         if ctx.header("range").is_some() {
-            return Err(s3_error!(InvalidRequest, "Cannot specify both Range header and partNumber query parameter"));
+            return Err(s3_error!(
+                InvalidRequest,
+                "Cannot specify both Range header and partNumber query parameter"
+            ));
         }
         let (start, len, count) = if v.multipart_parts == 0 {
             if pn != 1 {
-                return Err(s3_error!(InvalidPartNumber, "The requested partnumber is not satisfiable"));
+                return Err(s3_error!(
+                    InvalidPartNumber,
+                    "The requested partnumber is not satisfiable"
+                ));
             }
             (0, v.size, 1)
         } else {
             let idx = (pn - 1) as usize;
-            let part = v.parts.get(idx).ok_or_else(|| s3_error!(InvalidPartNumber, "The requested partnumber is not satisfiable"))?;
+            let part = v.parts.get(idx).ok_or_else(|| {
+                s3_error!(
+                    InvalidPartNumber,
+                    "The requested partnumber is not satisfiable"
+                )
+            })?;
             let start: u64 = v.parts[..idx].iter().map(|p| p.size).sum();
             (start, part.size, v.multipart_parts)
         };
@@ -224,8 +277,8 @@ pub async fn get(ctx: ReqCtx, head: bool) -> S3Result<Response> {
     }
     let body = match dek {
         Some(dek) if !head && len > 0 => {
-        state.metrics.bytes_out.inc_by(len);
-        Body::from_stream(data::read_range(state.blobs.clone(), &v, dek, start, end))
+            state.metrics.bytes_out.inc_by(len);
+            Body::from_stream(data::read_range(state.blobs.clone(), &v, dek, start, end))
         }
         _ => Body::empty(),
     };
@@ -258,7 +311,9 @@ pub async fn delete(ctx: ReqCtx) -> S3Result<Response> {
     let state = ctx.state.clone();
     let bucket = state.meta.get_bucket(ctx.bucket()).await?;
     let version_id = version_param(ctx.query("versionId")).map(str::to_string);
-    let bypass = ctx.header("x-amz-bypass-governance-retention").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let bypass = ctx
+        .header("x-amz-bypass-governance-retention")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let out = delete_one(&ctx, &bucket, ctx.key(), version_id, bypass).await?;
     let mut h = Vec::new();
     if out.delete_marker {
@@ -294,7 +349,9 @@ pub async fn delete_one(
     };
     let out = ctx.state.meta.apply(cmd).await.map_err(|e| match e {
         coffer_meta::MetaError::NoSuchVersion(v) => {
-            S3Error::new(S3ErrorCode::InvalidArgument, "Invalid version id specified").with_detail("ArgumentName", "versionId").with_detail("ArgumentValue", v)
+            S3Error::new(S3ErrorCode::InvalidArgument, "Invalid version id specified")
+                .with_detail("ArgumentName", "versionId")
+                .with_detail("ArgumentValue", v)
         }
         other => other.into(),
     })?;

@@ -17,13 +17,21 @@ use crate::xml::{self, XmlWriter};
 const DAY_MS: i64 = 86_400_000;
 
 fn missing_lock_config() -> S3Error {
-    s3_error!(InvalidRequest, "Bucket is missing Object Lock Configuration")
+    s3_error!(
+        InvalidRequest,
+        "Bucket is missing Object Lock Configuration"
+    )
 }
 
 fn parse_date(s: &str) -> S3Result<i64> {
     chrono::DateTime::parse_from_rfc3339(s.trim())
         .map(|d| d.timestamp_millis())
-        .map_err(|_| s3_error!(InvalidArgument, "The retain until date must be provided in ISO 8601 format"))
+        .map_err(|_| {
+            s3_error!(
+                InvalidArgument,
+                "The retain until date must be provided in ISO 8601 format"
+            )
+        })
 }
 
 fn check_mode(mode: &str) -> S3Result<()> {
@@ -39,14 +47,24 @@ fn retention_from(mode: &str, until: &str) -> S3Result<Retention> {
     check_mode(mode)?;
     let ms = parse_date(until)?;
     if ms <= now_ms() {
-        return Err(s3_error!(InvalidArgument, "The retain until date must be in the future!"));
+        return Err(s3_error!(
+            InvalidArgument,
+            "The retain until date must be in the future!"
+        ));
     }
-    Ok(Retention { mode: mode.to_string(), retain_until: crate::xml::iso8601_ms(ms), retain_until_ms: ms })
+    Ok(Retention {
+        mode: mode.to_string(),
+        retain_until: crate::xml::iso8601_ms(ms),
+        retain_until_ms: ms,
+    })
 }
 
 /// The retention and legal hold a new version gets: from `x-amz-object-lock-*` headers, else
 /// the bucket's default retention.
-pub fn lock_for_new_object(ctx: &ReqCtx, bucket: &BucketRecord) -> S3Result<(Option<Retention>, bool)> {
+pub fn lock_for_new_object(
+    ctx: &ReqCtx,
+    bucket: &BucketRecord,
+) -> S3Result<(Option<Retention>, bool)> {
     let mode = ctx.header("x-amz-object-lock-mode");
     let until = ctx.header("x-amz-object-lock-retain-until-date");
     let hold = ctx.header("x-amz-object-lock-legal-hold");
@@ -58,24 +76,30 @@ pub fn lock_for_new_object(ctx: &ReqCtx, bucket: &BucketRecord) -> S3Result<(Opt
         None | Some("OFF") => false,
         Some("ON") => true,
         Some(v) => {
-            return Err(s3_error!(InvalidArgument, "Legal Hold must be either of 'ON' or 'OFF'")
-                .with_detail("ArgumentName", "x-amz-object-lock-legal-hold")
-                .with_detail("ArgumentValue", v))
+            return Err(s3_error!(
+                InvalidArgument,
+                "Legal Hold must be either of 'ON' or 'OFF'"
+            )
+            .with_detail("ArgumentName", "x-amz-object-lock-legal-hold")
+            .with_detail("ArgumentValue", v))
         }
     };
     let retention = match (mode, until) {
         (Some(m), Some(u)) => Some(retention_from(m, u)?),
         (None, None) => bucket.default_retention.as_ref().map(|d| {
-            let days = d.days.map(i64::from).unwrap_or(0) + d.years.map(|y| i64::from(y) * 365).unwrap_or(0);
+            let days = d.days.map(i64::from).unwrap_or(0)
+                + d.years.map(|y| i64::from(y) * 365).unwrap_or(0);
             let ms = now_ms() + days * DAY_MS;
-            Retention { mode: d.mode.clone(), retain_until: crate::xml::iso8601_ms(ms), retain_until_ms: ms }
+            Retention {
+                mode: d.mode.clone(),
+                retain_until: crate::xml::iso8601_ms(ms),
+                retain_until_ms: ms,
+            }
         }),
-        _ => {
-            return Err(s3_error!(
-                InvalidArgument,
-                "x-amz-object-lock-retain-until-date and x-amz-object-lock-mode must both be supplied"
-            ))
-        }
+        _ => return Err(s3_error!(
+            InvalidArgument,
+            "x-amz-object-lock-retain-until-date and x-amz-object-lock-mode must both be supplied"
+        )),
     };
     Ok((retention, legal_hold))
 }
@@ -123,7 +147,8 @@ async fn locked_bucket(ctx: &ReqCtx) -> S3Result<BucketRecord> {
 }
 
 fn bypass(ctx: &ReqCtx) -> bool {
-    ctx.header("x-amz-bypass-governance-retention").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    ctx.header("x-amz-bypass-governance-retention")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 /// PutObjectRetention.
@@ -159,10 +184,14 @@ pub async fn get_retention(ctx: ReqCtx) -> S3Result<Response> {
     let version_id = version_param(ctx.query("versionId")).map(str::to_string);
     let v = super::object::find_version(&ctx, version_id.as_deref()).await?;
     let r = v.retention.ok_or_else(|| {
-        S3Error::new(S3ErrorCode::NoSuchObjectLockConfiguration, "The specified object does not have a ObjectLock configuration")
+        S3Error::new(
+            S3ErrorCode::NoSuchObjectLockConfiguration,
+            "The specified object does not have a ObjectLock configuration",
+        )
     })?;
     let mut w = XmlWriter::new("Retention");
-    w.elem("Mode", &r.mode).elem("RetainUntilDate", &r.retain_until);
+    w.elem("Mode", &r.mode)
+        .elem("RetainUntilDate", &r.retain_until);
     Ok(xml_response(w.finish("Retention")))
 }
 
@@ -226,10 +255,17 @@ pub async fn put_config(ctx: ReqCtx, body: Body) -> S3Result<Response> {
                 (Some(n), None) | (None, Some(n)) if n > 0 => {}
                 (Some(_), Some(_)) | (None, None) => return Err(xml::malformed()),
                 _ => {
-                    return Err(s3_error!(InvalidArgument, "Default retention period must be a positive integer value"))
+                    return Err(s3_error!(
+                        InvalidArgument,
+                        "Default retention period must be a positive integer value"
+                    ))
                 }
             }
-            Some(DefaultRetention { mode: d.mode, days: d.days, years: d.years })
+            Some(DefaultRetention {
+                mode: d.mode,
+                days: d.days,
+                years: d.years,
+            })
         }
     };
     b.object_lock_enabled = true;
@@ -250,7 +286,9 @@ pub async fn get_config(ctx: ReqCtx) -> S3Result<Response> {
     let mut w = XmlWriter::new("ObjectLockConfiguration");
     w.elem("ObjectLockEnabled", "Enabled");
     if let Some(d) = &b.default_retention {
-        w.open("Rule").open("DefaultRetention").elem("Mode", &d.mode);
+        w.open("Rule")
+            .open("DefaultRetention")
+            .elem("Mode", &d.mode);
         w.opt("Days", d.days.map(|n| n.to_string()));
         w.opt("Years", d.years.map(|n| n.to_string()));
         w.close("DefaultRetention").close("Rule");

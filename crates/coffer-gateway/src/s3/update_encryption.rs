@@ -81,16 +81,30 @@ pub struct Target {
 
 /// The seed's ARN pattern: `arn:aws[-a-z0-9]*:kms:[-a-z0-9]*:[0-9]{12}:key/.+`.
 pub fn valid_key_arn(arn: &str) -> bool {
-    let Some(rest) = arn.strip_prefix("arn:aws") else { return false };
-    let Some((partition_tail, rest)) = rest.split_once(":kms:") else { return false };
-    if !partition_tail.bytes().all(|c| c == b'-' || c.is_ascii_lowercase() || c.is_ascii_digit()) {
+    let Some(rest) = arn.strip_prefix("arn:aws") else {
+        return false;
+    };
+    let Some((partition_tail, rest)) = rest.split_once(":kms:") else {
+        return false;
+    };
+    if !partition_tail
+        .bytes()
+        .all(|c| c == b'-' || c.is_ascii_lowercase() || c.is_ascii_digit())
+    {
         return false;
     }
-    let Some((region, rest)) = rest.split_once(':') else { return false };
-    if !region.bytes().all(|c| c == b'-' || c.is_ascii_lowercase() || c.is_ascii_digit()) {
+    let Some((region, rest)) = rest.split_once(':') else {
+        return false;
+    };
+    if !region
+        .bytes()
+        .all(|c| c == b'-' || c.is_ascii_lowercase() || c.is_ascii_digit())
+    {
         return false;
     }
-    let Some((account, rest)) = rest.split_once(':') else { return false };
+    let Some((account, rest)) = rest.split_once(':') else {
+        return false;
+    };
     account.len() == 12
         && account.bytes().all(|c| c.is_ascii_digit())
         && rest.strip_prefix("key/").is_some_and(|id| !id.is_empty())
@@ -111,8 +125,13 @@ pub fn parse_target(raw: &[u8]) -> S3Result<Target> {
         let _ = enc.sse_s3;
         return Err(invalid(msg::NEW_TYPE));
     };
-    let arn = kms.kms_key_arn.map(|a| a.trim().to_string()).filter(|a| !a.is_empty());
-    let Some(key_arn) = arn else { return Err(invalid(msg::ARN_MISSING)) };
+    let arn = kms
+        .kms_key_arn
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty());
+    let Some(key_arn) = arn else {
+        return Err(invalid(msg::ARN_MISSING));
+    };
     if !valid_key_arn(&key_arn) {
         return Err(invalid(msg::ARN_INVALID));
     }
@@ -121,7 +140,10 @@ pub fn parse_target(raw: &[u8]) -> S3Result<Target> {
         Some("true") => true,
         Some(_) => return Err(invalid(msg::BUCKET_KEY)),
     };
-    Ok(Target { key_arn, bucket_key_enabled })
+    Ok(Target {
+        key_arn,
+        bucket_key_enabled,
+    })
 }
 
 /// UpdateObjectEncryption.
@@ -144,26 +166,49 @@ pub async fn handle(ctx: ReqCtx, body: Body) -> S3Result<Response> {
     // Compare-and-set loop: a concurrent PUT, DELETE or rewrap changes the generation (or the
     // version); re-read and decide again.
     for _ in 0..5 {
-        let v = state.meta.get_object(ctx.bucket(), ctx.key(), version_id.as_deref()).await?;
+        let v = state
+            .meta
+            .get_object(ctx.bucket(), ctx.key(), version_id.as_deref())
+            .await?;
         if v.delete_marker {
-            return Err(crate::s3_error!(NoSuchKey, "The specified key does not exist.").with_detail("Key", ctx.key()));
+            return Err(
+                crate::s3_error!(NoSuchKey, "The specified key does not exist.")
+                    .with_detail("Key", ctx.key()),
+            );
         }
-        let env = v.envelope.clone().ok_or_else(|| invalid(msg::SOURCE_UNENCRYPTED))?;
+        let env = v
+            .envelope
+            .clone()
+            .ok_or_else(|| invalid(msg::SOURCE_UNENCRYPTED))?;
         match env.algorithm {
             SseAlgorithm::Aes256 | SseAlgorithm::AwsKms => {}
             SseAlgorithm::AwsKmsDsse | SseAlgorithm::SseC => return Err(invalid(msg::SOURCE_TYPE)),
         }
-        let locked = v.legal_hold || v.retention.as_ref().is_some_and(|r| r.retain_until_ms > now_ms());
+        let locked = v.legal_hold
+            || v.retention
+                .as_ref()
+                .is_some_and(|r| r.retain_until_ms > now_ms());
         if locked {
             return Err(denied(msg::OBJECT_LOCK));
         }
-        let new_env = crate::sse::rewrap(&state, ctx.bucket(), ctx.key(), &env, &target.key_arn, target.bucket_key_enabled).await?;
+        let new_env = crate::sse::rewrap(
+            &state,
+            ctx.bucket(),
+            ctx.key(),
+            &env,
+            &target.key_arn,
+            target.bucket_key_enabled,
+        )
+        .await?;
         let cmd = Command::UpdateEnvelope {
             bucket: ctx.bucket().to_string(),
             key: ctx.key().to_string(),
             version_id: Some(v.version_id.clone()),
             expected_generation: env.generation,
-            envelope: Envelope { generation: env.generation + 1, ..new_env },
+            envelope: Envelope {
+                generation: env.generation + 1,
+                ..new_env
+            },
         };
         match state.meta.apply(cmd).await {
             Ok(_) => return Ok(empty(StatusCode::OK)),
@@ -189,11 +234,17 @@ mod tests {
     #[test]
     fn arn_pattern_of_the_seed() {
         // Seed 000: "Pattern: (arn:aws[-a-z0-9]*:kms:[-a-z0-9]*:[0-9]{12}:key/.+)".
-        assert!(valid_key_arn("arn:aws:kms:us-east-1:000000000000:key/1234abcd-12ab-34cd-56ef-1234567890ab"));
-        assert!(valid_key_arn("arn:aws-us-gov:kms:us-gov-west-1:123456789012:key/x"));
+        assert!(valid_key_arn(
+            "arn:aws:kms:us-east-1:000000000000:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+        ));
+        assert!(valid_key_arn(
+            "arn:aws-us-gov:kms:us-gov-west-1:123456789012:key/x"
+        ));
         assert!(!valid_key_arn("1234abcd-12ab-34cd-56ef-1234567890ab"));
         assert!(!valid_key_arn("alias/my-key"));
-        assert!(!valid_key_arn("arn:aws:kms:us-east-1:000000000000:alias/my-key"));
+        assert!(!valid_key_arn(
+            "arn:aws:kms:us-east-1:000000000000:alias/my-key"
+        ));
         assert!(!valid_key_arn("arn:aws:kms:us-east-1:00000000000:key/x"));
         assert!(!valid_key_arn("arn:aws:kms:us-east-1:000000000000:key/"));
     }
@@ -206,17 +257,39 @@ mod tests {
             Target { key_arn: arn.into(), bucket_key_enabled: true }
         );
         // "Requests that modify an object’s encryption type to SSE-KMS require an ... ARN."
-        assert_eq!(parse_target(&body("<SSE-KMS></SSE-KMS>")).unwrap_err().message(), msg::ARN_MISSING);
+        assert_eq!(
+            parse_target(&body("<SSE-KMS></SSE-KMS>"))
+                .unwrap_err()
+                .message(),
+            msg::ARN_MISSING
+        );
         // "... require a valid ... ARN" — key IDs and aliases are refused.
-        assert_eq!(parse_target(&body("<SSE-KMS><KMSKeyArn>alias/x</KMSKeyArn></SSE-KMS>")).unwrap_err().message(), msg::ARN_INVALID);
+        assert_eq!(
+            parse_target(&body("<SSE-KMS><KMSKeyArn>alias/x</KMSKeyArn></SSE-KMS>"))
+                .unwrap_err()
+                .message(),
+            msg::ARN_INVALID
+        );
         // "The BucketKeyEnabled value isn’t valid."
         let e = parse_target(&body(&format!("<SSE-KMS><KMSKeyArn>{arn}</KMSKeyArn><BucketKeyEnabled>yes</BucketKeyEnabled></SSE-KMS>"))).unwrap_err();
         assert_eq!(e.message(), msg::BUCKET_KEY);
         // "... require a valid new encryption type. Valid values are SSEKMS."
-        assert_eq!(parse_target(&body("<SSE-S3/>")).unwrap_err().message(), msg::NEW_TYPE);
-        assert_eq!(parse_target(&body("")).unwrap_err().message(), msg::NEW_TYPE);
+        assert_eq!(
+            parse_target(&body("<SSE-S3/>")).unwrap_err().message(),
+            msg::NEW_TYPE
+        );
+        assert_eq!(
+            parse_target(&body("")).unwrap_err().message(),
+            msg::NEW_TYPE
+        );
         // "... doesn’t support updating the encryption type to DSSE-KMS or SSE-C."
-        assert_eq!(parse_target(&body("<DSSE-KMS/>")).unwrap_err().message(), msg::TARGET_TYPE);
-        assert_eq!(parse_target(&body("<SSE-C/>")).unwrap_err().code(), S3ErrorCode::InvalidRequest);
+        assert_eq!(
+            parse_target(&body("<DSSE-KMS/>")).unwrap_err().message(),
+            msg::TARGET_TYPE
+        );
+        assert_eq!(
+            parse_target(&body("<SSE-C/>")).unwrap_err().code(),
+            S3ErrorCode::InvalidRequest
+        );
     }
 }

@@ -28,7 +28,12 @@ pub async fn shutdown_signal() {
 pub fn write_file_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), CmdError> {
     let tmp = path.with_extension("tmp");
     {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
         f.set_permissions(std::fs::Permissions::from_mode(mode))?;
         f.write_all(contents)?;
         f.sync_all()?;

@@ -46,7 +46,11 @@ pub async fn run(args: DevArgs) -> Result<(), CmdError> {
     let (creds, generated) = credentials(&data)?;
 
     let root_key_env = std::env::var_os(ROOT_KEY_ENV).map(|_| ROOT_KEY_ENV.to_string());
-    let root_key_file = if root_key_env.is_some() { None } else { Some(dev_root_key(&data)?) };
+    let root_key_file = if root_key_env.is_some() {
+        None
+    } else {
+        Some(dev_root_key(&data)?)
+    };
     let kms = coffer_kms::backend::open(&KmsBackendConfig::Local {
         path: data.join("kms"),
         root_key_file,
@@ -55,8 +59,11 @@ pub async fn run(args: DevArgs) -> Result<(), CmdError> {
         account_id: args.account_id.clone(),
     })
     .await?;
-    let meta: Arc<dyn MetaClient> = Arc::new(coffer_meta::local::LocalMeta::open(&data.join("meta"))?);
-    let blobs = Arc::new(coffer_blob::local::LocalBlobStore::open(data.join("blobs"))?);
+    let meta: Arc<dyn MetaClient> =
+        Arc::new(coffer_meta::local::LocalMeta::open(&data.join("meta"))?);
+    let blobs = Arc::new(coffer_blob::local::LocalBlobStore::open(
+        data.join("blobs"),
+    )?);
 
     let sse_s3_key_arn = sse_s3_key(kms.as_ref(), meta.as_ref()).await?;
     let default_key_arn = default_key(kms.as_ref()).await?;
@@ -91,8 +98,17 @@ pub async fn run(args: DevArgs) -> Result<(), CmdError> {
     let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let s3 = tokio::spawn(coffer_gateway::serve(s3_listener, state.clone(), wait_stop(stop_rx.clone())));
-    let admin = tokio::spawn(coffer_gateway::serve_admin(admin_listener, state.clone(), ready.clone(), wait_stop(stop_rx)));
+    let s3 = tokio::spawn(coffer_gateway::serve(
+        s3_listener,
+        state.clone(),
+        wait_stop(stop_rx.clone()),
+    ));
+    let admin = tokio::spawn(coffer_gateway::serve_admin(
+        admin_listener,
+        state.clone(),
+        ready.clone(),
+        wait_stop(stop_rx),
+    ));
 
     println!("Coffer dev is running.");
     println!("  S3 endpoint:       http://{s3_addr}");
@@ -100,9 +116,16 @@ pub async fn run(args: DevArgs) -> Result<(), CmdError> {
     println!("  Region:            {}", args.region);
     println!("  Access key ID:     {}", creds.access_key_id);
     if generated {
-        println!("  Secret access key: {}   (generated; kept in {})", creds.secret_access_key, data.join("credentials.json").display());
+        println!(
+            "  Secret access key: {}   (generated; kept in {})",
+            creds.secret_access_key,
+            data.join("credentials.json").display()
+        );
     } else {
-        println!("  Secret access key: (from the environment or {})", data.join("credentials.json").display());
+        println!(
+            "  Secret access key: (from the environment or {})",
+            data.join("credentials.json").display()
+        );
     }
     println!("  Default KMS key:   {default_key_arn} ({DEFAULT_KEY_ALIAS})");
     println!("  Data directory:    {}", data.display());
@@ -131,8 +154,17 @@ pub async fn run(args: DevArgs) -> Result<(), CmdError> {
 /// Credentials from `COFFER_ACCESS_KEY_ID` / `COFFER_SECRET_ACCESS_KEY`, else the pair kept in
 /// the data directory, else a new pair (returned with `true`).
 fn credentials(data: &Path) -> Result<(StoredCredentials, bool), CmdError> {
-    if let (Ok(id), Ok(secret)) = (std::env::var("COFFER_ACCESS_KEY_ID"), std::env::var("COFFER_SECRET_ACCESS_KEY")) {
-        return Ok((StoredCredentials { access_key_id: id, secret_access_key: secret }, false));
+    if let (Ok(id), Ok(secret)) = (
+        std::env::var("COFFER_ACCESS_KEY_ID"),
+        std::env::var("COFFER_SECRET_ACCESS_KEY"),
+    ) {
+        return Ok((
+            StoredCredentials {
+                access_key_id: id,
+                secret_access_key: secret,
+            },
+            false,
+        ));
     }
     let path = data.join("credentials.json");
     if path.exists() {
@@ -140,11 +172,24 @@ fn credentials(data: &Path) -> Result<(StoredCredentials, bool), CmdError> {
     }
     const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let id_raw: [u8; 16] = random()?;
-    let access_key_id = format!("CK{}", id_raw.iter().map(|b| ALNUM[(*b as usize) % 32] as char).collect::<String>());
+    let access_key_id = format!(
+        "CK{}",
+        id_raw
+            .iter()
+            .map(|b| ALNUM[(*b as usize) % 32] as char)
+            .collect::<String>()
+    );
     let secret_raw: [u8; 30] = random()?;
     let secret_access_key = base64::engine::general_purpose::STANDARD.encode(secret_raw);
-    let creds = StoredCredentials { access_key_id, secret_access_key };
-    write_file_atomic(&path, serde_json::to_string_pretty(&creds)?.as_bytes(), 0o600)?;
+    let creds = StoredCredentials {
+        access_key_id,
+        secret_access_key,
+    };
+    write_file_atomic(
+        &path,
+        serde_json::to_string_pretty(&creds)?.as_bytes(),
+        0o600,
+    )?;
     Ok((creds, true))
 }
 
@@ -171,7 +216,11 @@ async fn sse_s3_key(kms: &dyn Kms, meta: &dyn MetaClient) -> Result<String, CmdE
             tags: Default::default(),
         })
         .await?;
-    meta.apply(Command::PutConfig { name: SSE_S3_KEY_CONFIG.into(), value: key.arn.clone().into_bytes() }).await?;
+    meta.apply(Command::PutConfig {
+        name: SSE_S3_KEY_CONFIG.into(),
+        value: key.arn.clone().into_bytes(),
+    })
+    .await?;
     Ok(key.arn)
 }
 

@@ -117,10 +117,16 @@ pub fn upload_checksum_settings(
     Ok(Some((alg, ty)))
 }
 
-/// A new upload ID: 48 random bytes, URL-safe base64 (64 characters).
+/// A new upload ID: 48 random bytes, URL-safe base64 (64 characters). It never starts with
+/// `-` or `_`: command lines (the aws CLI's `--upload-id`) would take a leading `-` for an option.
 fn new_upload_id() -> S3Result<String> {
-    let raw: [u8; 48] = coffer_crypto::random_bytes().map_err(S3Error::internal)?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw))
+    loop {
+        let raw: [u8; 48] = coffer_crypto::random_bytes().map_err(S3Error::internal)?;
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        if id.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return Ok(id);
+        }
+    }
 }
 
 /// CreateMultipartUpload.
@@ -742,7 +748,16 @@ pub async fn complete(ctx: ReqCtx, body: Body) -> S3Result<Response> {
         version,
         condition,
     };
-    let out = state.meta.apply(cmd).await?;
+    let out = state.meta.apply(cmd).await.map_err(|e| match e {
+        // A part re-uploaded while this completion ran: meta refuses the stale blob.
+        MetaError::Invalid(m) if m.starts_with("InvalidPart") => {
+            let stale = requested
+                .iter()
+                .find(|r| m.contains(&format!("part {} ", r.part_number)));
+            invalid_part(&upload.upload_id, stale.unwrap_or(&requested[0]))
+        }
+        other => other.into(),
+    })?;
     // Parts uploaded but not listed, and a replaced `null` version.
     data::delete_blobs(&state.blobs, &out.freed_blobs).await;
 
@@ -1072,6 +1087,20 @@ mod tests {
             err(Some("CRC32"), Some("PARTIAL")).message(),
             "Value for x-amz-checksum-type header is invalid."
         );
+    }
+
+    #[test]
+    fn upload_ids_are_url_safe_and_start_alphanumeric() {
+        for _ in 0..200 {
+            let id = new_upload_id().unwrap();
+            assert_eq!(id.len(), 64);
+            assert!(id.starts_with(|c: char| c.is_ascii_alphanumeric()), "{id}");
+            assert!(
+                id.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                "{id}"
+            );
+        }
     }
 
     #[test]

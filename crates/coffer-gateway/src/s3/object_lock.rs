@@ -96,10 +96,12 @@ pub fn lock_for_new_object(
                 retain_until_ms: ms,
             }
         }),
-        _ => return Err(s3_error!(
+        _ => {
+            return Err(s3_error!(
             InvalidArgument,
             "x-amz-object-lock-retain-until-date and x-amz-object-lock-mode must both be supplied"
-        )),
+        ))
+        }
     };
     Ok((retention, legal_hold))
 }

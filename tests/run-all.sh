@@ -76,15 +76,17 @@ as_root() {
 # Phase: system packages. RocksDB's bindgen needs libclang; the C++ compiler builds RocksDB.
 # ---------------------------------------------------------------------------------------------
 have_libclang() {
-  if [[ -n "${LIBCLANG_PATH:-}" ]] && compgen -G "${LIBCLANG_PATH%/}/libclang*.so*" >/dev/null; then
-    return 0
+  # bindgen (clang-sys) loads libclang.so or libclang-<version>.so*; libclang-cpp*.so is not it.
+  local dir
+  if [[ -n "${LIBCLANG_PATH:-}" ]]; then
+    compgen -G "${LIBCLANG_PATH%/}/libclang.so*" >/dev/null && return 0
+    compgen -G "${LIBCLANG_PATH%/}/libclang-[0-9]*.so*" >/dev/null && return 0
   fi
-  if command -v ldconfig >/dev/null 2>&1 && ldconfig -p 2>/dev/null | grep -qE 'libclang(-[0-9.]+)?\.so'; then
-    return 0
-  fi
-  compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null ||
-    compgen -G "/usr/lib/x86_64-linux-gnu/libclang*.so*" >/dev/null ||
-    compgen -G "/usr/lib/aarch64-linux-gnu/libclang*.so*" >/dev/null
+  for dir in /usr/lib/llvm-*/lib /usr/lib/x86_64-linux-gnu /usr/lib/aarch64-linux-gnu /usr/lib64 /usr/lib; do
+    compgen -G "$dir/libclang.so*" >/dev/null && return 0
+    compgen -G "$dir/libclang-[0-9]*.so*" >/dev/null && return 0
+  done
+  return 1
 }
 
 system_deps() {

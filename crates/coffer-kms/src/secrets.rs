@@ -92,6 +92,30 @@ pub fn create_root_key_file(path: &Path) -> Result<RootKey, KmsError> {
     Ok(key)
 }
 
+/// A secret written in a config file (e.g. a KMS secret access key): `Debug` never shows it,
+/// and it is zeroized on drop. (De)serializes as a plain string.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, zeroize::ZeroizeOnDrop)]
+#[serde(transparent)]
+pub struct SecretString(String);
+
+impl SecretString {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        SecretString(secret.into())
+    }
+
+    /// The secret itself, for handing to the library that needs it; never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretString(***)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +156,13 @@ mod tests {
         assert!(load_root_key(None, Some("COFFER_TEST_ROOT_KEY_UNSET_VAR")).is_err());
         assert!(load_root_key(None, None).is_err());
         assert!(load_root_key(Some(Path::new("/x")), Some("Y")).is_err());
+    }
+
+    #[test]
+    fn secret_string_is_not_debug_printed() {
+        let s: SecretString = serde_json::from_str("\"wJalrXUtnFEMI\"").unwrap();
+        assert_eq!(s.expose(), "wJalrXUtnFEMI");
+        assert!(!format!("{s:?}").contains("wJalr"), "{s:?}");
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"wJalrXUtnFEMI\"");
     }
 }

@@ -1,5 +1,7 @@
 //! KMS backends, chosen at start from a tagged config by [`open`].
 
+#[cfg(feature = "aws-kms")]
+pub mod aws;
 pub mod local;
 
 use std::path::PathBuf;
@@ -26,6 +28,31 @@ pub enum KmsBackendConfig {
         /// 12-digit account ID used in key ARNs.
         account_id: String,
     },
+    /// Any service speaking the AWS KMS API (AWS KMS itself, or an emulator such as moto),
+    /// through aws-sdk-kms (cargo feature `aws-kms`, on by default).
+    AwsKms(AwsKmsConfig),
+}
+
+/// Settings of the `aws-kms` backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwsKmsConfig {
+    /// Endpoint URL (`http://127.0.0.1:5000`); AWS's own endpoint for `region` when absent.
+    pub endpoint: Option<String>,
+    /// AWS region, e.g. `eu-west-1`.
+    pub region: String,
+    /// Access key ID; `AWS_ACCESS_KEY_ID` when absent.
+    pub access_key_id: Option<String>,
+    /// Secret access key; `AWS_SECRET_ACCESS_KEY` when absent.
+    pub secret_access_key: Option<crate::secrets::SecretString>,
+    /// Session token of temporary credentials; `AWS_SESSION_TOKEN` when absent (and the keys
+    /// come from the environment too).
+    pub session_token: Option<crate::secrets::SecretString>,
+    /// Timeout of one attempt of a call, in milliseconds (default 5000); also the connect
+    /// timeout.
+    pub attempt_timeout_ms: Option<u64>,
+    /// Attempts per call, the first included (default 3). Throttling, 5xx answers, timeouts
+    /// and connection failures are retried with a short backoff.
+    pub max_attempts: Option<u32>,
 }
 
 /// Builds the configured backend.
@@ -44,6 +71,12 @@ pub async fn open(cfg: &KmsBackendConfig) -> Result<Arc<dyn Kms>, KmsError> {
                 path, root, region, account_id,
             )?))
         }
+        #[cfg(feature = "aws-kms")]
+        KmsBackendConfig::AwsKms(c) => Ok(Arc::new(aws::AwsKms::connect(c)?)),
+        #[cfg(not(feature = "aws-kms"))]
+        KmsBackendConfig::AwsKms(_) => Err(KmsError::Validation(
+            "this build has no aws-kms backend (cargo feature `aws-kms` of coffer-kms)".into(),
+        )),
     }
 }
 

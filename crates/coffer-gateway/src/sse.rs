@@ -166,6 +166,7 @@ pub fn requested(headers: &HeaderMap, bucket: &BucketRecord) -> S3Result<SseRequ
     let algorithm = match h("x-amz-server-side-encryption") {
         Some("AES256") => SseAlgorithm::Aes256,
         Some("aws:kms") => SseAlgorithm::AwsKms,
+        Some("aws:kms:dsse") => SseAlgorithm::AwsKmsDsse,
         Some(other) => {
             return Err(s3_error!(
                 InvalidArgument,
@@ -173,6 +174,9 @@ pub fn requested(headers: &HeaderMap, bucket: &BucketRecord) -> S3Result<SseRequ
             )
             .with_detail("ArgumentName", "x-amz-server-side-encryption")
             .with_detail("ArgumentValue", other))
+        }
+        None if h("x-amz-server-side-encryption-aws-kms-key-id").is_some() => {
+            return Err(kms_key_id_requires_kms())
         }
         None => {
             let default = bucket.encryption.as_ref();
@@ -192,11 +196,8 @@ pub fn requested(headers: &HeaderMap, bucket: &BucketRecord) -> S3Result<SseRequ
         }
     };
     let kms_key_id = h("x-amz-server-side-encryption-aws-kms-key-id").map(str::to_string);
-    if kms_key_id.is_some() && algorithm != SseAlgorithm::AwsKms {
-        return Err(s3_error!(
-            InvalidArgument,
-            "Server Side Encryption with AWS KMS managed key requires HTTP header x-amz-server-side-encryption : aws:kms"
-        ));
+    if kms_key_id.is_some() && algorithm == SseAlgorithm::Aes256 {
+        return Err(kms_key_id_requires_kms());
     }
     let context = match h("x-amz-server-side-encryption-context") {
         None => None,
@@ -218,6 +219,13 @@ pub fn requested(headers: &HeaderMap, bucket: &BucketRecord) -> S3Result<SseRequ
     })
 }
 
+fn kms_key_id_requires_kms() -> S3Error {
+    s3_error!(
+        InvalidArgument,
+        "Server Side Encryption with AWS KMS managed key requires HTTP header x-amz-server-side-encryption : aws:kms"
+    )
+}
+
 fn parse_context(b64: &str) -> S3Result<BTreeMap<String, String>> {
     use base64::Engine;
     let bad = || {
@@ -235,6 +243,17 @@ fn parse_context(b64: &str) -> S3Result<BTreeMap<String, String>> {
 /// The S3 ARN of an object, bound as encryption context.
 pub fn object_arn(bucket: &str, key: &str) -> String {
     format!("arn:aws:s3:::{bucket}/{key}")
+}
+
+/// The generation of a new version's envelope: random, not 0. UpdateObjectEncryption replaces an
+/// envelope by compare-and-set on (version, generation); in an unversioned (or suspended) bucket
+/// every write reuses version `null`, so a PUT racing a rewrap would otherwise present the same
+/// generation as the version it replaced, and the rewrapped data key of the old version would be
+/// attached to the new version's data. A random start (below 2^53, so bumps never overflow) makes
+/// a replaced version's generation differ from the one read.
+fn initial_generation() -> S3Result<u64> {
+    let raw: [u8; 8] = coffer_crypto::random_bytes().map_err(S3Error::internal)?;
+    Ok(u64::from_le_bytes(raw) >> 11)
 }
 
 /// Generates the data key of a new object version and wraps it as `req` says.
@@ -268,7 +287,7 @@ pub async fn new_object_key(
             sse_c_key_hmac: Some(coffer_crypto::hmac_sha256(&salt, ck.key.as_ref()).to_vec()),
             sse_c_salt: Some(salt.to_vec()),
             sse_c_key_md5: Some(ck.md5_b64.clone()),
-            generation: 0,
+            generation: initial_generation()?,
         };
         return Ok(ObjectKey { dek, envelope });
     }
@@ -301,7 +320,7 @@ pub async fn new_object_key(
             sse_c_key_hmac: None,
             sse_c_salt: None,
             sse_c_key_md5: None,
-            generation: 0,
+            generation: initial_generation()?,
         };
         return Ok(ObjectKey { dek, envelope });
     }
@@ -325,7 +344,7 @@ pub async fn new_object_key(
         sse_c_key_hmac: None,
         sse_c_salt: None,
         sse_c_key_md5: None,
-        generation: 0,
+        generation: initial_generation()?,
     };
     Ok(ObjectKey { dek, envelope })
 }
@@ -346,10 +365,13 @@ pub async fn aws_managed_s3_key(state: &AppState) -> S3Result<String> {
                     tags: BTreeMap::new(),
                 })
                 .await?;
-            match state.kms.create_alias(ALIAS, &meta.key_id).await {
+            match state.kms.create_reserved_alias(ALIAS, &meta.key_id).await {
                 Ok(()) => Ok(meta.arn),
-                // Another request created it first: use theirs.
+                // Another request created it first: use theirs, and retire the spare key.
                 Err(coffer_kms::KmsError::AlreadyExists(_)) => {
+                    if let Err(e) = state.kms.schedule_key_deletion(&meta.key_id, Some(7)).await {
+                        tracing::warn!(key = %meta.arn, error = %e, "could not retire a spare alias/aws/s3 key");
+                    }
                     Ok(state.kms.describe_key(ALIAS).await?.arn)
                 }
                 Err(e) => Err(e.into()),
@@ -477,6 +499,27 @@ pub fn response_headers(envelope: &Envelope) -> Vec<(&'static str, String)> {
     out
 }
 
+/// `x-amz-server-side-encryption-context` for the responses that carry it (PutObject, CopyObject,
+/// CreateMultipartUpload) when the request supplied a context: base64 of the JSON of the whole
+/// context the data key is bound to — the caller's pairs merged with `aws:s3:arn` (the object's
+/// ARN, or the bucket's when an S3 Bucket Key wraps the data key).
+pub fn context_header(envelope: &Envelope, bucket: &str) -> Option<(&'static str, String)> {
+    use base64::Engine;
+    let user = envelope.user_context.as_ref()?;
+    let mut merged = user.clone();
+    let arn = if envelope.bucket_key_id.is_some() {
+        format!("arn:aws:s3:::{bucket}")
+    } else {
+        envelope.context.get(S3_ARN_CONTEXT).cloned()?
+    };
+    merged.insert(S3_ARN_CONTEXT.to_string(), arn);
+    let json = serde_json::to_vec(&merged).ok()?;
+    Some((
+        "x-amz-server-side-encryption-context",
+        base64::engine::general_purpose::STANDARD.encode(json),
+    ))
+}
+
 /// A new envelope for the same data key under `target_arn` (SSE-KMS), for UpdateObjectEncryption
 /// and re-encryption jobs. Without Bucket Keys on either side this is one KMS ReEncrypt and the
 /// plaintext data key never leaves the KMS. The caller sets the generation.
@@ -532,4 +575,120 @@ pub async fn rewrap(
         sse_c_key_md5: None,
         generation: env.generation,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coffer_meta::{BucketEncryption, Versioning};
+
+    fn bucket(encryption: Option<BucketEncryption>) -> BucketRecord {
+        BucketRecord {
+            v: 1,
+            name: "b".into(),
+            created_ms: 0,
+            region: "us-east-1".into(),
+            owner_id: "o".into(),
+            versioning: Versioning::Unversioned,
+            object_lock_enabled: false,
+            default_retention: None,
+            encryption,
+            directory: false,
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn kms_key_id_needs_a_kms_algorithm() {
+        let kms_default = bucket(Some(BucketEncryption {
+            sse_algorithm: SseAlgorithm::AwsKms,
+            kms_master_key_id: Some("alias/k".into()),
+            bucket_key_enabled: true,
+            blocked_encryption_types: Vec::new(),
+        }));
+        for h in [
+            headers(&[("x-amz-server-side-encryption-aws-kms-key-id", "alias/k")]),
+            headers(&[
+                ("x-amz-server-side-encryption", "AES256"),
+                ("x-amz-server-side-encryption-aws-kms-key-id", "alias/k"),
+            ]),
+        ] {
+            let e = requested(&h, &kms_default).unwrap_err();
+            assert_eq!(e.code().as_str(), "InvalidArgument");
+            assert_eq!(e.message(), "Server Side Encryption with AWS KMS managed key requires HTTP header x-amz-server-side-encryption : aws:kms");
+        }
+        // DSSE-KMS is a valid request algorithm, with a key ID.
+        let r = requested(
+            &headers(&[
+                ("x-amz-server-side-encryption", "aws:kms:dsse"),
+                ("x-amz-server-side-encryption-aws-kms-key-id", "alias/k"),
+            ]),
+            &bucket(None),
+        )
+        .unwrap();
+        assert_eq!(
+            (r.algorithm, r.kms_key_id.as_deref(), r.bucket_key),
+            (SseAlgorithm::AwsKmsDsse, Some("alias/k"), false)
+        );
+        // No headers: the bucket default, Bucket Key included.
+        let r = requested(&HeaderMap::new(), &kms_default).unwrap();
+        assert_eq!(
+            (r.algorithm, r.kms_key_id.as_deref(), r.bucket_key),
+            (SseAlgorithm::AwsKms, Some("alias/k"), true)
+        );
+    }
+
+    #[test]
+    fn context_header_merges_the_s3_arn() {
+        use base64::Engine;
+        let mut env = Envelope {
+            v: FORMAT_VERSION,
+            algorithm: SseAlgorithm::AwsKms,
+            kms_key_arn: Some("arn:aws:kms:us-east-1:000000000000:key/k".into()),
+            wrapped_dek: Vec::new(),
+            context: BTreeMap::from([
+                (S3_ARN_CONTEXT.to_string(), object_arn("b", "k")),
+                ("a".to_string(), "1".to_string()),
+            ]),
+            user_context: None,
+            bucket_key_id: None,
+            second_wrapped_dek: None,
+            sse_c_key_hmac: None,
+            sse_c_salt: None,
+            sse_c_key_md5: None,
+            generation: 7,
+        };
+        assert_eq!(context_header(&env, "b"), None);
+        env.user_context = Some(BTreeMap::from([("a".to_string(), "1".to_string())]));
+        let decode = |env: &Envelope| {
+            let (name, v) = context_header(env, "b").unwrap();
+            assert_eq!(name, "x-amz-server-side-encryption-context");
+            let raw = base64::engine::general_purpose::STANDARD.decode(v).unwrap();
+            serde_json::from_slice::<BTreeMap<String, String>>(&raw).unwrap()
+        };
+        assert_eq!(
+            decode(&env),
+            BTreeMap::from([
+                ("a".to_string(), "1".to_string()),
+                ("aws:s3:arn".to_string(), "arn:aws:s3:::b/k".to_string()),
+            ])
+        );
+        env.bucket_key_id = Some("bk".into());
+        assert_eq!(decode(&env)["aws:s3:arn"], "arn:aws:s3:::b");
+    }
+
+    #[test]
+    fn initial_generations_differ() {
+        let a = initial_generation().unwrap();
+        let b = initial_generation().unwrap();
+        assert_ne!(a, b);
+        assert!(a < 1 << 53 && b < 1 << 53);
+    }
 }

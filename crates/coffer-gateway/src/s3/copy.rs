@@ -403,6 +403,7 @@ pub async fn copy_object(ctx: ReqCtx) -> S3Result<Response> {
     }
     source_version_header(&src, &mut h);
     h.extend(sse::response_headers(&okey.envelope));
+    h.extend(sse::context_header(&okey.envelope, ctx.bucket()));
     Ok(response(
         StatusCode::OK,
         h,

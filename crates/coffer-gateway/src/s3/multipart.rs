@@ -170,6 +170,7 @@ pub async fn create(ctx: ReqCtx) -> S3Result<Response> {
         .elem("UploadId", &upload_id);
     let mut h = vec![("content-type", "application/xml".to_string())];
     h.extend(sse::response_headers(&okey.envelope));
+    h.extend(sse::context_header(&okey.envelope, ctx.bucket()));
     if let Some((alg, ty)) = settings {
         h.push(("x-amz-checksum-algorithm", alg.as_str().to_string()));
         h.push(("x-amz-checksum-type", ty.to_string()));

@@ -138,6 +138,7 @@ pub async fn put(ctx: ReqCtx, body: Body) -> S3Result<Response> {
     data::delete_blobs(&state.blobs, &out.freed_blobs).await;
     let mut h = vec![("etag", quote(&part.etag))];
     h.extend(sse::response_headers(&okey.envelope));
+    h.extend(sse::context_header(&okey.envelope, ctx.bucket()));
     if bucket.versioning != Versioning::Unversioned {
         h.push(("x-amz-version-id", version_id));
     }

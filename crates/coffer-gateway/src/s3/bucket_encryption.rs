@@ -106,9 +106,30 @@ fn parse_config(raw: &[u8]) -> S3Result<BucketEncryption> {
     })
 }
 
+/// Operations whose body S3 requires a digest of (`Content-MD5` or an `x-amz-checksum-*`, in a
+/// header or announced for the trailer): PutBucketEncryption, UpdateObjectEncryption.
+pub fn require_body_digest(ctx: &ReqCtx) -> S3Result<()> {
+    let h = &ctx.parts.headers;
+    let has_digest = h.contains_key("content-md5")
+        || h.contains_key("x-amz-trailer")
+        || h.keys().any(|k| k.as_str().starts_with("x-amz-checksum-"));
+    if has_digest {
+        return Ok(());
+    }
+    // A declared algorithm without its checksum has its own error (read_body reports it).
+    if h.contains_key("x-amz-sdk-checksum-algorithm") {
+        return Ok(());
+    }
+    Err(s3_error!(
+        InvalidRequest,
+        "Missing required header for this request: Content-MD5"
+    ))
+}
+
 /// PutBucketEncryption.
 pub async fn put(ctx: ReqCtx, body: Body) -> S3Result<Response> {
     let mut bucket = ctx.state.meta.get_bucket(ctx.bucket()).await?;
+    require_body_digest(&ctx)?;
     let raw = read_body(&ctx, body).await?;
     let rule = parse_config(&raw)?;
     bucket.encryption = Some(rule);

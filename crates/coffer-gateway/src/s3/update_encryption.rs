@@ -156,6 +156,7 @@ pub async fn handle(ctx: ReqCtx, body: Body) -> S3Result<Response> {
             "This operation is not supported for directory buckets.",
         ));
     }
+    super::bucket_encryption::require_body_digest(&ctx)?;
     let raw = read_body(&ctx, body).await?;
     let target = parse_target(&raw)?;
     if arn_account(&target.key_arn) != state.config.account_id {

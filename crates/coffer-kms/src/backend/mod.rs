@@ -3,6 +3,7 @@
 #[cfg(feature = "aws-kms")]
 pub mod aws;
 pub mod local;
+pub mod transit;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +32,9 @@ pub enum KmsBackendConfig {
     /// Any service speaking the AWS KMS API (AWS KMS itself, or an emulator such as moto),
     /// through aws-sdk-kms (cargo feature `aws-kms`, on by default).
     AwsKms(AwsKmsConfig),
+    /// A HashiCorp Vault / OpenBao Transit secrets engine over HTTP (keys `derived`, Coffer's
+    /// key records in a KV v2 mount of the same server).
+    Transit(transit::TransitConfig),
 }
 
 /// Settings of the `aws-kms` backend.
@@ -77,6 +81,7 @@ pub async fn open(cfg: &KmsBackendConfig) -> Result<Arc<dyn Kms>, KmsError> {
         KmsBackendConfig::AwsKms(_) => Err(KmsError::Validation(
             "this build has no aws-kms backend (cargo feature `aws-kms` of coffer-kms)".into(),
         )),
+        KmsBackendConfig::Transit(c) => Ok(Arc::new(transit::TransitKms::open(c).await?)),
     }
 }
 

@@ -19,6 +19,10 @@ pub struct Cli {
 pub enum Command {
     /// Every role in one process on one data directory (single-node Raft, local blobs, local KMS).
     Dev(DevArgs),
+    /// The key-management role alone: the KMS over gRPC (for gateways) and the AWS KMS JSON API.
+    Kms(KmsArgs),
+    /// Manage KMS keys and aliases through the AWS KMS API of `coffer dev` or `coffer kms`.
+    Admin(AdminArgs),
 }
 
 /// `coffer dev`.
@@ -48,4 +52,157 @@ pub struct DevArgs {
     /// Plaintext chunk size of new objects, in bytes.
     #[arg(long, default_value_t = coffer_crypto::DEFAULT_CHUNK_SIZE)]
     pub chunk_size: u32,
+    /// Use the remote `coffer kms` at this gRPC endpoint (e.g. `http://127.0.0.1:9100`) instead
+    /// of the local keystore in the data directory.
+    #[arg(long, env = "COFFER_KMS_ENDPOINT")]
+    pub kms_endpoint: Option<String>,
+    /// Deadline of one call to the remote KMS, retries included, in milliseconds.
+    #[arg(long, default_value_t = 5000, requires = "kms_endpoint")]
+    pub kms_timeout_ms: u64,
+}
+
+/// `coffer kms`.
+#[derive(Debug, Args)]
+pub struct KmsArgs {
+    /// Data directory (local keystore, its generated root key, generated credentials).
+    #[arg(long, default_value = "./coffer-kms-data", env = "COFFER_KMS_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// gRPC listen address (the `Kms` trait, for gateways); port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:9100", env = "COFFER_KMS_GRPC_LISTEN")]
+    pub grpc_listen: SocketAddr,
+    /// AWS KMS JSON API listen address (`aws kms`, boto3, `coffer admin`); port 0 picks a free
+    /// port.
+    #[arg(long, default_value = "127.0.0.1:9101", env = "COFFER_KMS_LISTEN")]
+    pub listen: SocketAddr,
+    /// JSON file with the backend (`{"type": "local" | "aws-kms" | "transit", ...}`); without
+    /// it, the local keystore in the data directory.
+    #[arg(long, env = "COFFER_KMS_BACKEND_CONFIG")]
+    pub backend_config: Option<PathBuf>,
+    /// Written after the listeners are bound: JSON with the bound addresses.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+    /// Region of key ARNs (local keystore) and of the signing scope of the JSON API.
+    #[arg(long, default_value = "us-east-1", env = "COFFER_REGION")]
+    pub region: String,
+    /// 12-digit account ID of key ARNs (local keystore).
+    #[arg(long, default_value = "000000000000", env = "COFFER_ACCOUNT_ID")]
+    pub account_id: String,
+    /// Seconds between two maintenance runs (deletions due, automatic rotations).
+    #[arg(long, default_value_t = 300)]
+    pub maintenance_interval_secs: u64,
+}
+
+/// `coffer admin`.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// AWS KMS API endpoint: a `coffer dev` S3 port or a `coffer kms --listen` port.
+    #[arg(
+        long,
+        global = true,
+        default_value = "http://127.0.0.1:9000",
+        env = "COFFER_ENDPOINT"
+    )]
+    pub endpoint: String,
+    /// Region the requests are signed for.
+    #[arg(
+        long,
+        global = true,
+        default_value = "us-east-1",
+        env = "COFFER_REGION"
+    )]
+    pub region: String,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Data directory whose `credentials.json` is used when no key pair is in the environment.
+    #[arg(
+        long,
+        global = true,
+        default_value = "./coffer-data",
+        env = "COFFER_DATA_DIR"
+    )]
+    pub data_dir: PathBuf,
+    /// What to manage.
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+/// `coffer admin` subjects.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// KMS keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// KMS aliases.
+    #[command(subcommand)]
+    Alias(AliasCommand),
+}
+
+/// `coffer admin key`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create a customer managed symmetric key.
+    Create {
+        /// Description of the key.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List keys with their state and aliases.
+    List,
+    /// Show a key (key ID, key ARN, alias or alias ARN).
+    Describe {
+        /// The key.
+        key: String,
+    },
+    /// Enable a key.
+    Enable {
+        /// The key.
+        key: String,
+    },
+    /// Disable a key: it refuses to encrypt and decrypt until enabled again.
+    Disable {
+        /// The key.
+        key: String,
+    },
+    /// Rotate a key's material now; older material still decrypts.
+    Rotate {
+        /// The key.
+        key: String,
+    },
+    /// Schedule a key's deletion after a waiting period.
+    ScheduleDeletion {
+        /// The key.
+        key: String,
+        /// Waiting period in days (7–30; default 30).
+        #[arg(long)]
+        days: Option<i32>,
+    },
+    /// Cancel a scheduled deletion (the key is left disabled).
+    CancelDeletion {
+        /// The key.
+        key: String,
+    },
+}
+
+/// `coffer admin alias`.
+#[derive(Debug, Subcommand)]
+pub enum AliasCommand {
+    /// Create an alias (`alias/` is prepended when missing) for a key.
+    Create {
+        /// Alias name.
+        name: String,
+        /// Target key.
+        key: String,
+    },
+    /// List aliases.
+    List {
+        /// Only the aliases of this key.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Delete an alias (`alias/` is prepended when missing).
+    Delete {
+        /// Alias name.
+        name: String,
+    },
 }

@@ -3,7 +3,10 @@
 //! # Layout
 //! - [`cli`]: the command line (clap derive).
 //! - `cmd/dev.rs`: `coffer dev`, every role in one process on one data directory.
-//! - `cmd/common.rs`: pieces shared by the roles (signals, ready files, secrets on disk).
+//! - `cmd/kms.rs`: `coffer kms`, the key-management role alone (gRPC + AWS KMS JSON API).
+//! - `cmd/admin.rs`: `coffer admin`, key and alias management over the AWS KMS JSON API.
+//! - `cmd/common.rs`: pieces shared by the roles (signals, ready files, secrets on disk,
+//!   credentials, the local keystore's config, the default key).
 
 mod cli;
 mod cmd;

@@ -1,33 +1,31 @@
-//! `coffer dev`: every role in one process on one data directory.
+//! `coffer dev`: every role in one process on one data directory. The KMS is the local keystore
+//! in the data directory, or a remote `coffer kms` over gRPC (`--kms-endpoint`).
 
-use std::path::Path;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use base64::Engine;
-use coffer_gateway::{AppState, GatewayConfig, StaticCredentials};
-use coffer_kms::backend::KmsBackendConfig;
+use coffer_gateway::{AppState, GatewayConfig};
+use coffer_kms::grpc::{ClientConfig, GrpcKmsClient};
 use coffer_kms::{CreateKeyRequest, Kms, KmsError};
 use coffer_meta::{Command, MetaClient};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::net::TcpListener;
-use zeroize::Zeroizing;
 
-use super::common::{random, shutdown_signal, write_file_atomic};
+use super::common::{
+    credentials, default_key, join_server, local_kms_config, print_credentials, shutdown_signal,
+    spawn_maintenance, stopped, write_file_atomic, DEFAULT_KEY_ALIAS, MAINTENANCE_INTERVAL,
+};
 use super::CmdError;
 use crate::cli::DevArgs;
 
-/// The alias of the customer managed key `coffer dev` creates on first start.
-pub const DEFAULT_KEY_ALIAS: &str = "alias/coffer-default";
 /// Where the ARN of the S3-managed (SSE-S3) key is kept in meta.
 pub const SSE_S3_KEY_CONFIG: &str = "cluster/sse-s3-key-arn";
-const ROOT_KEY_ENV: &str = "COFFER_KMS_ROOT_KEY";
-
-#[derive(Serialize, Deserialize)]
-struct StoredCredentials {
-    access_key_id: String,
-    secret_access_key: String,
-}
+/// How long startup waits for a remote KMS that is not reachable yet.
+const REMOTE_KMS_STARTUP_WAIT: Duration = Duration::from_secs(30);
+/// How long the servers may drain connections after SIGINT/SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// What the ready file says.
 #[derive(Serialize)]
@@ -37,46 +35,42 @@ struct Ready<'a> {
     region: &'a str,
     access_key_id: &'a str,
     default_kms_key_arn: &'a str,
+    kms_endpoint: Option<&'a str>,
     pid: u32,
 }
 
+/// Runs `coffer dev` until SIGINT/SIGTERM.
 pub async fn run(args: DevArgs) -> Result<(), CmdError> {
     std::fs::create_dir_all(&args.data_dir)?;
     let data = args.data_dir.canonicalize()?;
     let (creds, generated) = credentials(&data)?;
 
-    let root_key_env = std::env::var_os(ROOT_KEY_ENV).map(|_| ROOT_KEY_ENV.to_string());
-    let root_key_file = if root_key_env.is_some() {
-        None
-    } else {
-        Some(dev_root_key(&data)?)
+    let kms: Arc<dyn Kms> = match &args.kms_endpoint {
+        Some(endpoint) => Arc::new(GrpcKmsClient::connect_lazy(ClientConfig {
+            endpoint: endpoint.clone(),
+            timeout: Duration::from_millis(args.kms_timeout_ms),
+            ..Default::default()
+        })?),
+        None => {
+            coffer_kms::backend::open(&local_kms_config(&data, &args.region, &args.account_id)?)
+                .await?
+        }
     };
-    let kms = coffer_kms::backend::open(&KmsBackendConfig::Local {
-        path: data.join("kms"),
-        root_key_file,
-        root_key_env,
-        region: args.region.clone(),
-        account_id: args.account_id.clone(),
-    })
-    .await?;
     let meta: Arc<dyn MetaClient> =
         Arc::new(coffer_meta::local::LocalMeta::open(&data.join("meta"))?);
     let blobs = Arc::new(coffer_blob::local::LocalBlobStore::open(
         data.join("blobs"),
     )?);
 
-    let sse_s3_key_arn = sse_s3_key(kms.as_ref(), meta.as_ref()).await?;
-    let default_key_arn = default_key(kms.as_ref()).await?;
+    let sse_s3_key_arn = while_kms_unavailable(|| sse_s3_key(kms.as_ref(), meta.as_ref())).await?;
+    let default_key_arn = while_kms_unavailable(|| default_key(kms.as_ref())).await?;
 
-    let state = Arc::new(AppState {
+    let state = Arc::new(AppState::new(
         meta,
         blobs,
-        kms,
-        creds: Arc::new(StaticCredentials {
-            access_key_id: creds.access_key_id.clone(),
-            secret_access_key: Zeroizing::new(creds.secret_access_key.clone()),
-        }),
-        config: GatewayConfig {
+        kms.clone(),
+        Arc::new(creds.provider()),
+        GatewayConfig {
             region: args.region.clone(),
             account_id: args.account_id.clone(),
             domains: args.domains.clone(),
@@ -84,9 +78,7 @@ pub async fn run(args: DevArgs) -> Result<(), CmdError> {
             max_put_size: 5 * 1024 * 1024 * 1024,
             sse_s3_key_arn,
         },
-        metrics: Default::default(),
-        bucket_keys: Default::default(),
-    });
+    ));
 
     let s3_listener = TcpListener::bind(args.listen).await?;
     let admin_listener = TcpListener::bind(args.admin_listen).await?;
@@ -95,39 +87,33 @@ pub async fn run(args: DevArgs) -> Result<(), CmdError> {
     let ready = Arc::new(AtomicBool::new(false));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
     let s3 = tokio::spawn(coffer_gateway::serve(
         s3_listener,
         state.clone(),
-        wait_stop(stop_rx.clone()),
+        stopped(stop_rx.clone()),
     ));
     let admin = tokio::spawn(coffer_gateway::serve_admin(
         admin_listener,
         state.clone(),
         ready.clone(),
-        wait_stop(stop_rx),
+        stopped(stop_rx.clone()),
     ));
+    // A remote KMS does its own housekeeping.
+    let maintenance = args
+        .kms_endpoint
+        .is_none()
+        .then(|| spawn_maintenance(kms, MAINTENANCE_INTERVAL, stop_rx));
 
     println!("Coffer dev is running.");
     println!("  S3 endpoint:       http://{s3_addr}");
     println!("  Admin endpoint:    http://{admin_addr}");
     println!("  Region:            {}", args.region);
-    println!("  Access key ID:     {}", creds.access_key_id);
-    if generated {
-        println!(
-            "  Secret access key: {}   (generated; kept in {})",
-            creds.secret_access_key,
-            data.join("credentials.json").display()
-        );
-    } else {
-        println!(
-            "  Secret access key: (from the environment or {})",
-            data.join("credentials.json").display()
-        );
-    }
+    print_credentials(&creds, generated, &data);
     println!("  Default KMS key:   {default_key_arn} ({DEFAULT_KEY_ALIAS})");
+    match &args.kms_endpoint {
+        Some(e) => println!("  KMS:               remote, {e} (gRPC)"),
+        None => println!("  KMS:               local keystore in the data directory"),
+    }
     println!("  Data directory:    {}", data.display());
 
     if let Some(path) = &args.ready_file {
@@ -137,6 +123,7 @@ pub async fn run(args: DevArgs) -> Result<(), CmdError> {
             region: &args.region,
             access_key_id: &creds.access_key_id,
             default_kms_key_arn: &default_key_arn,
+            kms_endpoint: args.kms_endpoint.as_deref(),
             pid: std::process::id(),
         };
         write_file_atomic(path, serde_json::to_string_pretty(&r)?.as_bytes(), 0o644)?;
@@ -146,62 +133,34 @@ pub async fn run(args: DevArgs) -> Result<(), CmdError> {
     shutdown_signal().await;
     ready.store(false, Ordering::Release);
     let _ = stop_tx.send(true);
-    s3.await??;
-    admin.await??;
+    join_server("S3 server", s3, SHUTDOWN_GRACE).await?;
+    join_server("admin server", admin, SHUTDOWN_GRACE).await?;
+    if let Some(m) = maintenance {
+        let _ = m.await;
+    }
     Ok(())
 }
 
-/// Credentials from `COFFER_ACCESS_KEY_ID` / `COFFER_SECRET_ACCESS_KEY`, else the pair kept in
-/// the data directory, else a new pair (returned with `true`).
-fn credentials(data: &Path) -> Result<(StoredCredentials, bool), CmdError> {
-    if let (Ok(id), Ok(secret)) = (
-        std::env::var("COFFER_ACCESS_KEY_ID"),
-        std::env::var("COFFER_SECRET_ACCESS_KEY"),
-    ) {
-        return Ok((
-            StoredCredentials {
-                access_key_id: id,
-                secret_access_key: secret,
-            },
-            false,
-        ));
+/// Runs a startup step against the KMS, retrying while the KMS is unreachable (a remote
+/// `coffer kms` started at the same time), for at most [`REMOTE_KMS_STARTUP_WAIT`].
+async fn while_kms_unavailable<T, F, Fut>(step: F) -> Result<T, CmdError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, CmdError>>,
+{
+    let deadline = Instant::now() + REMOTE_KMS_STARTUP_WAIT;
+    loop {
+        match step().await {
+            Err(e)
+                if matches!(e.downcast_ref::<KmsError>(), Some(KmsError::Unavailable(_)))
+                    && Instant::now() < deadline =>
+            {
+                tracing::warn!(error = %e, "the KMS is not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => return other,
+        }
     }
-    let path = data.join("credentials.json");
-    if path.exists() {
-        return Ok((serde_json::from_slice(&std::fs::read(&path)?)?, false));
-    }
-    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let id_raw: [u8; 16] = random()?;
-    let access_key_id = format!(
-        "CK{}",
-        id_raw
-            .iter()
-            .map(|b| ALNUM[(*b as usize) % 32] as char)
-            .collect::<String>()
-    );
-    let secret_raw: [u8; 30] = random()?;
-    let secret_access_key = base64::engine::general_purpose::STANDARD.encode(secret_raw);
-    let creds = StoredCredentials {
-        access_key_id,
-        secret_access_key,
-    };
-    write_file_atomic(
-        &path,
-        serde_json::to_string_pretty(&creds)?.as_bytes(),
-        0o600,
-    )?;
-    Ok((creds, true))
-}
-
-/// The dev keystore's root key file, created (mode 0600) on first start.
-fn dev_root_key(data: &Path) -> Result<std::path::PathBuf, CmdError> {
-    let path = data.join("kms-root-key");
-    if !path.exists() {
-        let key = Zeroizing::new(random::<32>()?);
-        let b64 = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(key.as_ref()));
-        write_file_atomic(&path, b64.as_bytes(), 0o600)?;
-    }
-    Ok(path)
 }
 
 /// The S3-managed key (SSE-S3), created on first start and remembered in meta.
@@ -222,23 +181,4 @@ async fn sse_s3_key(kms: &dyn Kms, meta: &dyn MetaClient) -> Result<String, CmdE
     })
     .await?;
     Ok(key.arn)
-}
-
-/// The customer managed key `alias/coffer-default`, created on first start.
-async fn default_key(kms: &dyn Kms) -> Result<String, CmdError> {
-    match kms.describe_key(DEFAULT_KEY_ALIAS).await {
-        Ok(k) => Ok(k.arn),
-        Err(KmsError::NotFound(_)) => {
-            let k = kms
-                .create_key(CreateKeyRequest {
-                    description: "Coffer default customer managed key".into(),
-                    aws_managed: false,
-                    tags: Default::default(),
-                })
-                .await?;
-            kms.create_alias(DEFAULT_KEY_ALIAS, &k.key_id).await?;
-            Ok(k.arn)
-        }
-        Err(e) => Err(e.into()),
-    }
 }

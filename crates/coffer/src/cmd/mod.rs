@@ -1,7 +1,9 @@
 //! The subcommands.
 
+mod admin;
 mod common;
 mod dev;
+mod kms;
 
 use crate::cli::{Cli, Command};
 
@@ -12,5 +14,7 @@ pub type CmdError = Box<dyn std::error::Error + Send + Sync>;
 pub async fn run(cli: Cli) -> Result<(), CmdError> {
     match cli.command {
         Command::Dev(args) => dev::run(args).await,
+        Command::Kms(args) => kms::run(args).await,
+        Command::Admin(args) => admin::run(args).await,
     }
 }

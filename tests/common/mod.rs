@@ -1,7 +1,8 @@
-//! Test harness: starts a real `coffer dev` process on loopback ports chosen by the OS and
-//! hands out real clients. No fixed ports, no sleeps: the process writes a ready file after
-//! it has bound its listeners, and the harness waits for it with a deadline.
+//! Test harness: starts a real `coffer dev` (or another role, [`Process`]) on loopback ports
+//! chosen by the OS and hands out real clients. No fixed ports, no sleeps: the process writes a
+//! ready file after it has bound its listeners, and the harness waits for it with a deadline.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -44,23 +45,32 @@ pub struct Coffer {
     /// Addresses of the current process.
     pub ready: ReadyInfo,
     restarts: u32,
+    extra_args: Vec<String>,
 }
 
 impl Coffer {
     /// Starts a new process on a fresh data directory.
     pub fn start() -> Coffer {
+        Coffer::start_with(&[])
+    }
+
+    /// Starts a new process on a fresh data directory with extra `coffer dev` arguments (kept
+    /// for restarts).
+    pub fn start_with(extra_args: &[&str]) -> Coffer {
         let tmp = tempfile::Builder::new()
             .prefix("coffer-e2e-")
             .tempdir()
             .expect("tempdir");
         let dir = tmp.path().to_path_buf();
-        let (child, ready) = spawn(&dir, 0);
+        let extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
+        let (child, ready) = spawn(&dir, 0, &extra_args);
         Coffer {
             child: Some(child),
             dir,
             _tmp: Some(tmp),
             ready,
             restarts: 0,
+            extra_args,
         }
     }
 
@@ -100,7 +110,7 @@ impl Coffer {
     /// Starts the process again on the same data directory (after it was stopped).
     pub fn restart(&mut self) {
         self.restarts += 1;
-        let (child, ready) = spawn(&self.dir, self.restarts);
+        let (child, ready) = spawn(&self.dir, self.restarts, &self.extra_args);
         self.child = Some(child);
         self.ready = ready;
     }
@@ -126,16 +136,35 @@ impl Drop for Coffer {
     }
 }
 
-fn spawn(dir: &Path, generation: u32) -> (Child, ReadyInfo) {
-    let ready_file = dir.join(format!("ready-{generation}.json"));
+fn spawn(dir: &Path, generation: u32, extra_args: &[String]) -> (Child, ReadyInfo) {
+    let mut args: Vec<OsString> = vec!["dev".into(), "--data-dir".into(), dir.join("data").into()];
+    args.extend(
+        ["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]
+            .iter()
+            .map(OsString::from),
+    );
+    args.extend(extra_args.iter().map(OsString::from));
+    let (child, v) = spawn_ready(dir, &generation.to_string(), &args);
+    let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+    let ready = ReadyInfo {
+        s3: s("s3"),
+        admin: s("admin"),
+        default_kms_key_arn: s("default_kms_key_arn"),
+    };
+    (child, ready)
+}
+
+/// Spawns `coffer <args> --ready-file <dir>/ready-<tag>.json` with the test credentials, its
+/// output in `<dir>/stdout-<tag>.log` and `<dir>/stderr-<tag>.log`, and waits (60 s deadline)
+/// until the ready file holds JSON. Panics with the stderr log if the process exits first.
+pub fn spawn_ready(dir: &Path, tag: &str, args: &[OsString]) -> (Child, serde_json::Value) {
+    let ready_file = dir.join(format!("ready-{tag}.json"));
     let _ = std::fs::remove_file(&ready_file);
-    let stdout = std::fs::File::create(dir.join(format!("stdout-{generation}.log"))).expect("log");
-    let stderr = std::fs::File::create(dir.join(format!("stderr-{generation}.log"))).expect("log");
+    let stderr_path = dir.join(format!("stderr-{tag}.log"));
+    let stdout = std::fs::File::create(dir.join(format!("stdout-{tag}.log"))).expect("log");
+    let stderr = std::fs::File::create(&stderr_path).expect("log");
     let mut child = Command::new(coffer_bin())
-        .arg("dev")
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args(args)
         .arg("--ready-file")
         .arg(&ready_file)
         .env("COFFER_ACCESS_KEY_ID", ACCESS_KEY)
@@ -150,27 +179,61 @@ fn spawn(dir: &Path, generation: u32) -> (Child, ReadyInfo) {
     loop {
         if let Ok(text) = std::fs::read_to_string(&ready_file) {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-                let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-                return (
-                    child,
-                    ReadyInfo {
-                        s3: s("s3"),
-                        admin: s("admin"),
-                        default_kms_key_arn: s("default_kms_key_arn"),
-                    },
-                );
+                return (child, v);
             }
         }
         if let Ok(Some(status)) = child.try_wait() {
-            let log = std::fs::read_to_string(dir.join(format!("stderr-{generation}.log")))
-                .unwrap_or_default();
-            panic!("coffer exited early with {status}:\n{log}");
+            let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+            panic!("coffer {args:?} exited early with {status}:\n{log}");
         }
         assert!(
             Instant::now() < deadline,
-            "coffer did not become ready within 60 s"
+            "coffer {args:?} did not become ready within 60 s"
         );
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Any `coffer` role started with [`spawn_ready`] in a directory the caller owns; killed on drop.
+pub struct Process {
+    child: Option<Child>,
+    /// What its ready file said.
+    pub ready: serde_json::Value,
+}
+
+impl Process {
+    /// Starts `coffer <args>` (see [`spawn_ready`]).
+    pub fn start(dir: &Path, tag: &str, args: &[OsString]) -> Process {
+        let (child, ready) = spawn_ready(dir, tag, args);
+        Process {
+            child: Some(child),
+            ready,
+        }
+    }
+
+    /// A string field of the ready file ("" when absent).
+    pub fn ready_str(&self, key: &str) -> String {
+        self.ready[key].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Sends `signal` and waits for the process to exit.
+    pub fn kill_with(&mut self, signal: i32) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(c.id().to_string())
+                .status();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 

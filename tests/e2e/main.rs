@@ -2,4 +2,5 @@
 
 mod crash;
 mod errors;
+mod kms_role;
 mod objects;

@@ -77,6 +77,9 @@ pub struct BucketKeyCache {
     ttl: Duration,
     active: Mutex<HashMap<(String, String), (Arc<BucketKey>, Instant)>>,
     by_id: Mutex<HashMap<String, (Arc<BucketKey>, Instant)>>,
+    // Held while a missing key is generated or unwrapped, so that concurrent requests missing
+    // the cache wait for one KMS call instead of each making their own.
+    loading: tokio::sync::Mutex<()>,
 }
 
 impl Default for BucketKeyCache {
@@ -92,6 +95,7 @@ impl BucketKeyCache {
             ttl,
             active: Mutex::default(),
             by_id: Mutex::default(),
+            loading: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -134,6 +138,13 @@ fn config_name(id: &str) -> String {
 /// GenerateDataKey) when none is active.
 pub async fn active(state: &AppState, bucket: &str, kms_key_id: &str) -> S3Result<Arc<BucketKey>> {
     let cache_key = (bucket.to_string(), kms_key_id.to_string());
+    if let Some(bk) = state
+        .bucket_keys
+        .fresh(&state.bucket_keys.active, &cache_key)
+    {
+        return Ok(bk);
+    }
+    let _loading = state.bucket_keys.loading.lock().await;
     if let Some(bk) = state
         .bucket_keys
         .fresh(&state.bucket_keys.active, &cache_key)
@@ -190,6 +201,13 @@ pub async fn active(state: &AppState, bucket: &str, kms_key_id: &str) -> S3Resul
 
 /// A bucket key by id, for reading objects it wraps (one KMS Decrypt when not cached).
 pub async fn by_id(state: &AppState, id: &str) -> S3Result<Arc<BucketKey>> {
+    if let Some(bk) = state
+        .bucket_keys
+        .fresh(&state.bucket_keys.by_id, &id.to_string())
+    {
+        return Ok(bk);
+    }
+    let _loading = state.bucket_keys.loading.lock().await;
     if let Some(bk) = state
         .bucket_keys
         .fresh(&state.bucket_keys.by_id, &id.to_string())

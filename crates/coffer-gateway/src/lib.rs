@@ -14,6 +14,8 @@
 pub mod bucket_keys;
 pub mod error;
 pub mod http;
+pub mod kms_api;
+pub mod metered_kms;
 pub mod metrics;
 pub mod router;
 pub mod s3;

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub bytes_in: Counter,
     /// `coffer_s3_bytes_out_total`: object payload bytes sent.
     pub bytes_out: Counter,
+    /// `coffer_s3_kms_calls_total{op}`: KMS calls by operation (see `MeteredKms`).
+    pub kms_calls: Family<OpLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -63,12 +65,15 @@ impl Default for Metrics {
             bytes_in.clone(),
         );
         registry.register("bytes_out", "Object payload bytes sent", bytes_out.clone());
+        let kms_calls = Family::<OpLabels, Counter>::default();
+        registry.register("kms_calls", "KMS calls by operation", kms_calls.clone());
         Metrics {
             registry,
             requests,
             latency,
             bytes_in,
             bytes_out,
+            kms_calls,
         }
     }
 }

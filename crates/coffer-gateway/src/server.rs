@@ -14,6 +14,7 @@ use http::{HeaderValue, Method, StatusCode};
 use tokio::net::TcpListener;
 
 use crate::error::{S3Error, S3ErrorCode, S3Result};
+use crate::kms_api::{self, KmsApiState};
 use crate::router::{self, Op};
 use crate::s3::{
     bucket, bucket_encryption, copy, list, multipart, object, object_lock, update_encryption,
@@ -89,6 +90,24 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
         .get(http::header::CONTENT_LENGTH)
         .is_some_and(|v| v.as_bytes() != b"0")
         || parts.headers.contains_key(http::header::TRANSFER_ENCODING);
+    if parts.method == Method::POST && parts.headers.contains_key("x-amz-target") {
+        // The KMS JSON API shares the port; it signs the body, so it authenticates on its own.
+        let kms = KmsApiState {
+            kms: state.kms.clone(),
+            creds: state.creds.clone(),
+            region: state.config.region.clone(),
+        };
+        let mut resp = kms_api::handle(&kms, parts, body).await;
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert("x-amzn-requestid", v);
+        }
+        state.metrics.observe(
+            "KmsApi",
+            resp.status().as_u16(),
+            started.elapsed().as_secs_f64(),
+        );
+        return resp;
+    }
     let mut op_name = "Unknown";
     let result: S3Result<Response> = async {
         let host = parts
@@ -120,16 +139,11 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
         if sigv4::is_anonymous(&parts) {
             return Err(s3_error!(AccessDenied, "Access Denied"));
         }
-        let service = if endpoint.op == Op::KmsApi {
-            "kms"
-        } else {
-            "s3"
-        };
         let auth = sigv4::verify(
             &parts,
             state.creds.as_ref(),
             &state.config.region,
-            service,
+            "s3",
             chrono::Utc::now(),
         )?;
         if let Some(owner) = parts.headers.get("x-amz-expected-bucket-owner") {
@@ -149,7 +163,6 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     .await;
     let mut resp = match result {
         Ok(r) => r,
-        Err(e) if op_name == "KmsApi" => kms_error_response(&e),
         Err(e) => {
             let mut r = error_response(&e, &request_id, is_head, op_name);
             // The body may be unread: close the connection rather than leave it to the pool.
@@ -202,55 +215,9 @@ fn error_response(e: &S3Error, request_id: &str, is_head: bool, op: &str) -> Res
     resp
 }
 
-/// Errors of the KMS JSON API are JSON, as AWS KMS sends them.
-fn kms_error_response(e: &S3Error) -> Response {
-    let name = match e.code() {
-        S3ErrorCode::SignatureDoesNotMatch | S3ErrorCode::InvalidAccessKeyId => {
-            "UnrecognizedClientException"
-        }
-        S3ErrorCode::AccessDenied | S3ErrorCode::RequestTimeTooSkewed => "AccessDeniedException",
-        S3ErrorCode::InternalError => "KMSInternalException",
-        _ => "ValidationException",
-    };
-    let body = serde_json::json!({ "__type": name, "message": e.message() }).to_string();
-    let status = if e.code() == S3ErrorCode::InternalError {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else {
-        StatusCode::BAD_REQUEST
-    };
-    let mut r = Response::new(Body::from(body));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-amz-json-1.1"),
-    );
-    r
-}
-
-/// The AWS KMS JSON 1.1 API on the S3 port, routed by `X-Amz-Target: TrentService.<Op>`.
-async fn kms_api(ctx: ReqCtx, body: Body) -> S3Result<Response> {
-    let target = ctx.header("x-amz-target").unwrap_or_default().to_string();
-    let op = target.strip_prefix("TrentService.").ok_or_else(|| {
-        S3Error::new(
-            S3ErrorCode::InvalidRequest,
-            format!("Unknown operation {target}"),
-        )
-    })?;
-    let raw = bucket::read_body(&ctx, body).await?;
-    let (status, json) = coffer_kms::json_api::dispatch(ctx.state.kms.as_ref(), op, &raw).await;
-    let mut r = Response::new(Body::from(json));
-    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-amz-json-1.1"),
-    );
-    Ok(r)
-}
-
 async fn dispatch(ctx: ReqCtx, body: Body) -> S3Result<Response> {
     use Op::*;
     match ctx.endpoint.op {
-        KmsApi => kms_api(ctx, body).await,
         ListBuckets => bucket::list(ctx).await,
         CreateBucket => bucket::create(ctx, body).await,
         HeadBucket => bucket::head(ctx).await,

@@ -76,6 +76,33 @@ pub struct AppState {
     pub bucket_keys: crate::bucket_keys::BucketKeyCache,
 }
 
+impl AppState {
+    /// The state of a gateway over these roles; KMS calls are counted into the metrics
+    /// (`coffer_s3_kms_calls_total{op}`).
+    pub fn new(
+        meta: Arc<dyn MetaClient>,
+        blobs: Arc<dyn BlobStore>,
+        kms: Arc<dyn Kms>,
+        creds: Arc<dyn CredentialProvider>,
+        config: GatewayConfig,
+    ) -> Self {
+        let metrics = Metrics::default();
+        let kms = Arc::new(crate::metered_kms::MeteredKms::new(
+            kms,
+            metrics.kms_calls.clone(),
+        ));
+        AppState {
+            meta,
+            blobs,
+            kms,
+            creds,
+            config,
+            metrics,
+            bucket_keys: Default::default(),
+        }
+    }
+}
+
 /// The context of one authenticated request.
 pub struct ReqCtx {
     /// Shared state.

@@ -287,9 +287,20 @@ pub fn check_conditions(
 
 /// A new version ID: 32 URL-safe characters, like S3's.
 pub fn new_version_id() -> S3Result<String> {
+    random_token::<24>()
+}
+
+/// `N` random bytes as URL-safe base64 that never starts with `-` or `_`: command lines (the
+/// aws CLI's `--version-id`, `--upload-id`) would take a leading `-` for an option.
+pub fn random_token<const N: usize>() -> S3Result<String> {
     use base64::Engine;
-    let raw: [u8; 24] = coffer_crypto::random_bytes().map_err(S3Error::internal)?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw))
+    loop {
+        let raw: [u8; N] = coffer_crypto::random_bytes().map_err(S3Error::internal)?;
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        if id.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return Ok(id);
+        }
+    }
 }
 
 /// The version ID a new write gets in this bucket.

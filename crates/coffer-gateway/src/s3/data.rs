@@ -97,11 +97,14 @@ pub fn read_range(
     end: u64,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     // Plan the chunk reads up front: (part index, chunk index, slice within the chunk).
+    // One cipher (one HKDF) per part the range touches, shared by that part's chunks.
     let mut plan = Vec::new();
+    let mut ciphers = std::collections::HashMap::new();
     let mut part_start = 0u64;
     for (pi, part) in version.parts.iter().enumerate() {
         let part_end = part_start + part.size; // exclusive
         if part.size > 0 && start < part_end && end >= part_start {
+            ciphers.insert(pi, BlobCipher::new(&dek, &part.blob_id, part.part_number));
             let s = start.max(part_start) - part_start;
             let e = end.min(part_end - 1) - part_start;
             let layout = ChunkLayout::new(part.size, part.chunk_size);
@@ -114,13 +117,14 @@ pub fn read_range(
         }
         part_start = part_end;
     }
+    drop(dek);
     let parts: Arc<Vec<PartRef>> = Arc::new(version.parts.clone());
-    let dek = Arc::new(dek);
+    let ciphers = Arc::new(ciphers);
     futures::stream::iter(plan)
         .map(move |(pi, ci, from, to)| {
             let blobs = blobs.clone();
             let parts = parts.clone();
-            let dek = dek.clone();
+            let ciphers = ciphers.clone();
             async move {
                 let part = &parts[pi];
                 let layout = ChunkLayout::new(part.size, part.chunk_size);
@@ -129,7 +133,7 @@ pub fn read_range(
                     .read(&part.blob_id, layout.sealed_offset(ci), sealed_len)
                     .await
                     .map_err(std::io::Error::other)?;
-                let cipher = BlobCipher::new(&dek, &part.blob_id, part.part_number);
+                let cipher = &ciphers[&pi];
                 let plain = cipher.open_chunk(ci, layout.is_last(ci), &sealed).map_err(|e| {
                     tracing::error!(blob = %coffer_blob::blob_name(&part.blob_id), chunk = ci, "chunk failed authentication");
                     std::io::Error::other(e)

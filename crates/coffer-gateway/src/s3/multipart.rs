@@ -117,16 +117,9 @@ pub fn upload_checksum_settings(
     Ok(Some((alg, ty)))
 }
 
-/// A new upload ID: 48 random bytes, URL-safe base64 (64 characters). It never starts with
-/// `-` or `_`: command lines (the aws CLI's `--upload-id`) would take a leading `-` for an option.
+/// A new upload ID: 48 random bytes, URL-safe base64 (64 characters), never starting with `-`.
 fn new_upload_id() -> S3Result<String> {
-    loop {
-        let raw: [u8; 48] = coffer_crypto::random_bytes().map_err(S3Error::internal)?;
-        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
-        if id.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-            return Ok(id);
-        }
-    }
+    random_token::<48>()
 }
 
 /// CreateMultipartUpload.

@@ -8,7 +8,12 @@
 //! - AAD = `b"coffer1"` || blob id || part number (u32 BE) || chunk index (u64 BE) || last (u8)
 //!
 //! A sealed chunk is `ciphertext || tag`, [`TAG_LEN`] bytes longer than its plaintext, and
-//! chunks are stored back to back. Because the position and the last-chunk flag are
+//! chunks are stored back to back.
+//!
+//! DSSE-KMS objects have two independent layers ([`LayeredCipher`]): each chunk is sealed under
+//! the first data key as above, and the result sealed again under the second data key (its
+//! per-blob key derived with `info = b"coffer/chunk/v1/layer2"`), so a chunk carries two tags
+//! and opening it needs both data keys. Because the position and the last-chunk flag are
 //! authenticated, chunks cannot be reordered, moved between blobs or parts, or dropped from
 //! the end without [`BlobCipher::open_chunk`] failing. An empty blob is one empty last chunk,
 //! so truncating a blob to nothing is detected too.
@@ -28,6 +33,9 @@ pub const DEFAULT_CHUNK_SIZE: u32 = 1 << 20;
 
 /// HKDF `info` for per-blob chunk keys; bump the version for a new format.
 const CHUNK_KEY_INFO: &[u8] = b"coffer/chunk/v1";
+
+/// HKDF `info` for the per-blob keys of the second (outer) layer of DSSE-KMS objects.
+const LAYER2_KEY_INFO: &[u8] = b"coffer/chunk/v1/layer2";
 
 /// Prefix of every chunk's associated data.
 const AAD_PREFIX: &[u8; 7] = b"coffer1";
@@ -50,7 +58,16 @@ impl BlobCipher {
     /// The cipher for the chunks of blob `blob_id`, holding part `part_number` of an object
     /// sealed under `dek`.
     pub fn new(dek: &DataKey, blob_id: &[u8; 16], part_number: u32) -> Self {
-        let info = [CHUNK_KEY_INFO];
+        Self::derive(dek, blob_id, part_number, CHUNK_KEY_INFO)
+    }
+
+    /// The cipher of the second (outer) layer of a DSSE-KMS blob, under the second data key.
+    pub fn outer_layer(dek: &DataKey, blob_id: &[u8; 16], part_number: u32) -> Self {
+        Self::derive(dek, blob_id, part_number, LAYER2_KEY_INFO)
+    }
+
+    fn derive(dek: &DataKey, blob_id: &[u8; 16], part_number: u32, info: &[u8]) -> Self {
+        let info = [info];
         // The derived key goes straight from ring's HKDF into ring's AES key: it never sits in
         // a buffer of ours that would need zeroizing.
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, blob_id).extract(dek.as_bytes());
@@ -147,26 +164,129 @@ impl std::fmt::Debug for BlobCipher {
     }
 }
 
-/// Geometry of a sealed blob: `size` plaintext bytes in chunks of `chunk_size`.
+/// The ciphers of one blob's chunks: one layer, or two independent layers (DSSE-KMS) where
+/// the inner layer seals the plaintext and the outer layer seals the inner layer's output.
+#[derive(Debug)]
+pub struct LayeredCipher {
+    inner: BlobCipher,
+    outer: Option<BlobCipher>,
+}
+
+impl LayeredCipher {
+    /// One layer.
+    pub fn single(cipher: BlobCipher) -> Self {
+        Self {
+            inner: cipher,
+            outer: None,
+        }
+    }
+
+    /// Two layers: `inner` seals the plaintext, `outer` seals what `inner` produced.
+    pub fn double(inner: BlobCipher, outer: BlobCipher) -> Self {
+        Self {
+            inner,
+            outer: Some(outer),
+        }
+    }
+
+    /// Number of layers (1 or 2); each adds [`TAG_LEN`] bytes to every chunk.
+    pub fn layers(&self) -> u8 {
+        1 + u8::from(self.outer.is_some())
+    }
+
+    /// Seals the plaintext in `buf` in place, every layer appending its tag.
+    ///
+    /// # Panics
+    /// If `buf` exceeds AES-GCM's per-message limit (about 64 GiB).
+    pub fn seal_chunk_in_place(&self, index: u64, last: bool, buf: &mut Vec<u8>) {
+        self.inner.seal_chunk_in_place(index, last, buf);
+        if let Some(outer) = &self.outer {
+            outer.seal_chunk_in_place(index, last, buf);
+        }
+    }
+
+    /// Opens the sealed chunk in `buf` in place, outer layer first. On error the contents of
+    /// `buf` are unspecified.
+    pub fn open_chunk_in_place(
+        &self,
+        index: u64,
+        last: bool,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
+        if let Some(outer) = &self.outer {
+            outer.open_chunk_in_place(index, last, buf)?;
+        }
+        self.inner.open_chunk_in_place(index, last, buf)
+    }
+
+    /// Opens sealed chunk `index` into a new buffer.
+    pub fn open_chunk(
+        &self,
+        index: u64,
+        last: bool,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let mut buf = sealed.to_vec();
+        self.open_chunk_in_place(index, last, &mut buf)?;
+        Ok(buf)
+    }
+}
+
+impl From<BlobCipher> for LayeredCipher {
+    fn from(cipher: BlobCipher) -> Self {
+        Self::single(cipher)
+    }
+}
+
+/// Geometry of a sealed blob: `size` plaintext bytes in chunks of `chunk_size`, sealed in
+/// `layers` layers.
 ///
 /// An empty blob is one empty last chunk. Every chunk is sealed to its plaintext length plus
-/// [`TAG_LEN`], and chunks are stored back to back.
+/// one [`TAG_LEN`] per layer, and chunks are stored back to back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChunkLayout {
     /// Plaintext length in bytes.
     pub size: u64,
     /// Plaintext bytes per chunk (the last chunk may be shorter); never zero.
     pub chunk_size: u32,
+    /// Encryption layers (1, or 2 for DSSE-KMS).
+    pub layers: u8,
 }
 
 impl ChunkLayout {
-    /// The layout of `size` plaintext bytes in chunks of `chunk_size`.
+    /// The layout of `size` plaintext bytes in chunks of `chunk_size`, one layer.
     ///
     /// # Panics
     /// If `chunk_size` is zero.
     pub fn new(size: u64, chunk_size: u32) -> Self {
+        Self::with_layers(size, chunk_size, 1)
+    }
+
+    /// The layout of `size` plaintext bytes in chunks of `chunk_size` sealed in `layers` layers.
+    ///
+    /// # Panics
+    /// If `chunk_size` or `layers` is zero.
+    pub fn with_layers(size: u64, chunk_size: u32, layers: u8) -> Self {
         assert!(chunk_size > 0, "chunk size must be positive");
-        Self { size, chunk_size }
+        assert!(layers > 0, "at least one layer");
+        Self {
+            size,
+            chunk_size,
+            layers,
+        }
+    }
+
+    /// Bytes every chunk gains in sealing: one tag per layer.
+    pub fn overhead(&self) -> u64 {
+        u64::from(self.layers) * TAG_LEN as u64
+    }
+
+    /// Sealed length of chunk `index`.
+    ///
+    /// # Panics
+    /// If `index >= chunk_count()`.
+    pub fn sealed_chunk_len(&self, index: u64) -> u64 {
+        u64::from(self.plain_len(index)) + self.overhead()
     }
 
     /// Number of chunks; at least one.
@@ -174,9 +294,9 @@ impl ChunkLayout {
         self.size.div_ceil(u64::from(self.chunk_size)).max(1)
     }
 
-    /// Total sealed bytes: the plaintext plus one tag per chunk.
+    /// Total sealed bytes: the plaintext plus one tag per chunk and layer.
     pub fn sealed_len(&self) -> u64 {
-        self.size + self.chunk_count() * TAG_LEN as u64
+        self.size + self.chunk_count() * self.overhead()
     }
 
     /// Plaintext length of chunk `index`.
@@ -212,7 +332,7 @@ impl ChunkLayout {
     /// # Panics
     /// If `index > chunk_count()`.
     pub fn sealed_offset(&self, index: u64) -> u64 {
-        self.plain_offset(index) + index * TAG_LEN as u64
+        self.plain_offset(index) + index * self.overhead()
     }
 
     /// Whether chunk `index` is the last one.
@@ -242,8 +362,10 @@ impl ChunkLayout {
 /// last; [`finish`](Self::finish) seals what remains as the last chunk.
 #[derive(Debug)]
 pub struct ChunkSealer {
-    cipher: BlobCipher,
+    cipher: LayeredCipher,
     chunk_size: usize,
+    // Plaintext plus the tags of every layer.
+    sealed_capacity: usize,
     // Plaintext of the chunk being filled, with room for its tag.
     pending: Vec<u8>,
     index: u64,
@@ -255,13 +377,16 @@ impl ChunkSealer {
     ///
     /// # Panics
     /// If `chunk_size` is zero.
-    pub fn new(cipher: BlobCipher, chunk_size: u32) -> Self {
+    pub fn new(cipher: impl Into<LayeredCipher>, chunk_size: u32) -> Self {
         assert!(chunk_size > 0, "chunk size must be positive");
+        let cipher = cipher.into();
         let chunk_size = chunk_size as usize;
+        let sealed_capacity = chunk_size + usize::from(cipher.layers()) * TAG_LEN;
         Self {
             cipher,
             chunk_size,
-            pending: Vec::with_capacity(chunk_size + TAG_LEN),
+            sealed_capacity,
+            pending: Vec::with_capacity(sealed_capacity),
             index: 0,
             total: 0,
         }
@@ -273,7 +398,7 @@ impl ChunkSealer {
         self.total += data.len() as u64;
         while !data.is_empty() {
             if self.pending.len() == self.chunk_size {
-                let next = Vec::with_capacity(self.chunk_size + TAG_LEN);
+                let next = Vec::with_capacity(self.sealed_capacity);
                 let mut full = std::mem::replace(&mut self.pending, next);
                 self.cipher
                     .seal_chunk_in_place(self.index, false, &mut full);

@@ -2,7 +2,9 @@
 //! every kind of tampering (bit flips, reordering, swapping between blobs or parts, truncation,
 //! a false last-chunk flag) fails to open.
 
-use coffer_crypto::{BlobCipher, ChunkLayout, ChunkSealer, CryptoError, DataKey, TAG_LEN};
+use coffer_crypto::{
+    BlobCipher, ChunkLayout, ChunkSealer, CryptoError, DataKey, LayeredCipher, TAG_LEN,
+};
 use proptest::prelude::*;
 use proptest::sample::Index;
 
@@ -42,8 +44,25 @@ fn blob_with(min_full: u64) -> impl Strategy<Value = (u32, Vec<u8>, Vec<usize>)>
         })
 }
 
+fn dek2() -> DataKey {
+    DataKey::from_slice(&[0xa5; 32]).unwrap()
+}
+
+/// The two layers of a DSSE-KMS blob.
+fn dsse(blob_id: &[u8; 16], part: u32) -> LayeredCipher {
+    LayeredCipher::double(
+        BlobCipher::new(&dek(), blob_id, part),
+        BlobCipher::outer_layer(&dek2(), blob_id, part),
+    )
+}
+
 /// Seals `data` through a [`ChunkSealer`], pushing it in pieces of the given lengths (cycled).
-fn seal_all(c: BlobCipher, cs: u32, data: &[u8], splits: &[usize]) -> (Vec<Vec<u8>>, u64) {
+fn seal_all(
+    c: impl Into<LayeredCipher>,
+    cs: u32,
+    data: &[u8],
+    splits: &[usize],
+) -> (Vec<Vec<u8>>, u64) {
     let mut sealer = ChunkSealer::new(c, cs);
     let mut chunks = Vec::new();
     let mut rest = data;
@@ -204,5 +223,38 @@ proptest! {
         if i < last {
             prop_assert_eq!(layout.plain_len(i), cs);
         }
+    }
+}
+
+proptest! {
+    /// DSSE-KMS: two layers round trip; every chunk carries two tags; neither data key alone,
+    /// nor the keys swapped between layers, nor a single-layer cipher opens a chunk.
+    #[test]
+    fn two_layers_round_trip_and_need_both_keys((cs, data, splits) in blob()) {
+        let (chunks, total) = seal_all(dsse(&BLOB_ID, PART), cs, &data, &splits);
+        prop_assert_eq!(total, data.len() as u64);
+        let layout = ChunkLayout::with_layers(total, cs, 2);
+        let c = dsse(&BLOB_ID, PART);
+        let inner_only = cipher(&BLOB_ID, PART);
+        let swapped = LayeredCipher::double(
+            BlobCipher::new(&dek2(), &BLOB_ID, PART),
+            BlobCipher::outer_layer(&dek(), &BLOB_ID, PART),
+        );
+        let mut opened = Vec::new();
+        let mut offset = 0u64;
+        for (i, sealed) in chunks.iter().enumerate() {
+            let i = i as u64;
+            let last = layout.is_last(i);
+            prop_assert_eq!(layout.sealed_offset(i), offset);
+            prop_assert_eq!(sealed.len() as u64, layout.sealed_chunk_len(i));
+            prop_assert_eq!(sealed.len(), layout.plain_len(i) as usize + 2 * TAG_LEN);
+            prop_assert!(fails(inner_only.open_chunk(i, last, sealed)));
+            prop_assert!(fails(swapped.open_chunk(i, last, sealed)));
+            prop_assert!(fails(dsse(&OTHER_BLOB_ID, PART).open_chunk(i, last, sealed)));
+            opened.extend(c.open_chunk(i, last, sealed).unwrap());
+            offset += sealed.len() as u64;
+        }
+        prop_assert_eq!(offset, layout.sealed_len());
+        prop_assert_eq!(opened, data);
     }
 }

@@ -1,7 +1,7 @@
 //! PUT and GET throughput against a real `coffer dev` (1 MiB and 64 MiB objects, 1 and 8
 //! concurrent clients), next to raw `ring` AES-256-GCM measured in the same run.
 //!
-//! Run: `cargo build --release --bin coffer && COFFER_BIN=target/release/coffer cargo bench -p coffer-benches --bench put_get`
+//! Run: `cargo build --release --workspace --bins --benches && COFFER_BIN=$CARGO_TARGET_DIR/release/coffer cargo bench --workspace --bench put_get`
 //! (`COFFER_BENCH_SECONDS` sets the time per case, default 5).
 
 use std::sync::Arc;

@@ -533,3 +533,35 @@ def test_bucket_key_wraps_many_objects(s3, bucket, kms):
         assert_client_error(e, "KMS.DisabledException", 400)
     finally:
         kms.enable_key(KeyId=meta["KeyId"])
+
+
+def test_objects_are_encrypted_before_they_reach_the_disk(private_server):
+    # seed 004: "When you use server-side encryption, Amazon S3 encrypts an object before saving it to
+    #   disk and decrypts it when you download the objects."
+    server = private_server()
+    s3 = server.client()
+    kms = kms_client(server)
+    marker = b"COFFER-PLAINTEXT-" + os.urandom(8).hex().encode()
+    data = marker * (200_000 // len(marker))
+    bucket = unique_bucket("disk")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="sse-s3", Body=data)
+    put_default(s3, bucket, "aws:kms", new_key(kms)["Arn"], True)
+    s3.put_object(Bucket=bucket, Key="sse-kms", Body=data)
+    for k in ("sse-s3", "sse-kms"):
+        assert s3.get_object(Bucket=bucket, Key=k)["Body"].read() == data
+    stored = 0
+    for p in server.data_dir.rglob("*"):
+        if p.is_file():
+            content = p.read_bytes()
+            assert marker not in content, p
+            if p.is_relative_to(server.data_dir / "blobs"):
+                stored += len(content)
+    assert stored >= 2 * len(data)  # the ciphertext is there
+
+
+def test_only_symmetric_kms_keys(kms):
+    # seed 001 (KMSMasterKeyID): "Amazon S3 only supports symmetric encryption KMS keys."
+    with pytest.raises(ClientError) as e:
+        kms.create_key(KeySpec="RSA_2048", KeyUsage="ENCRYPT_DECRYPT")
+    assert e.value.response["Error"]["Code"] == "ValidationException"

@@ -4,7 +4,6 @@
 //! Run: `cargo build --release --workspace --bins --benches && COFFER_BIN=$CARGO_TARGET_DIR/release/coffer cargo bench --workspace --bench put_get`
 //! (`COFFER_BENCH_SECONDS` sets the time per case, default 5).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -32,16 +31,18 @@ fn main() {
             .await
             .expect("bucket");
         for size in [1usize << 20, 64 << 20] {
-            let body = Arc::new(body_of(size, 42));
+            // `Bytes` clones share the buffer: no copy of the object per request.
+            let body = bytes::Bytes::from(body_of(size, 42));
             for clients in [1usize, 8] {
-                let put = run(budget, clients, |c, i| {
-                    let s3 = s3.clone();
-                    let body = body.clone();
+                let (s3p, bodyp) = (s3.clone(), body.clone());
+                let put = run(budget, clients, move |c, i| {
+                    let s3 = s3p.clone();
+                    let body = bodyp.clone();
                     async move {
                         s3.put_object()
                             .bucket("bench")
                             .key(format!("obj-{size}-{c}-{i}"))
-                            .body(ByteStream::from(body.as_ref().clone()))
+                            .body(ByteStream::from(body))
                             .send()
                             .await
                             .expect("put");
@@ -49,8 +50,9 @@ fn main() {
                 })
                 .await;
                 let put_mib = mib_per_s(put.0 * size as u64, put.1);
-                let get = run(budget, clients, |c, _| {
-                    let s3 = s3.clone();
+                let s3g = s3.clone();
+                let get = run(budget, clients, move |c, _| {
+                    let s3 = s3g.clone();
                     async move {
                         let o = s3
                             .get_object()

@@ -148,7 +148,7 @@ build() {
   # run_phase calls this in a `||` context, where `set -e` does not apply: check each step.
   # One feature resolution for the build and the tests (dev-dependencies included), so RocksDB
   # and the rest compile once: `cargo build --bin coffer` alone resolves features differently.
-  cargo build --workspace --bins --tests || return
+  cargo build --workspace --bins --tests --benches || return
   test -x "$COFFER_BIN"
 }
 

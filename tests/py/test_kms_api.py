@@ -9,8 +9,11 @@ import base64
 import json
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -579,8 +582,9 @@ def test_admin_credentials_from_aws_env_and_data_dir(server, tmp_path):
 class KmsRole:
     """`coffer kms` on port 0 with a ready file, logs in its work directory."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, extra_args: tuple[str, ...] = ()):
         self.workdir = workdir
+        self.extra_args = list(extra_args)
         self.access_key = harness.random_access_key()
         self.secret_key = harness.random_secret_key()
         self.proc: subprocess.Popen | None = None
@@ -596,6 +600,7 @@ class KmsRole:
         cmd = [
             str(harness.find_coffer_bin()), "kms", "--data-dir", str(self.workdir / "data"),
             "--grpc-listen", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--ready-file", str(ready_file),
+            *self.extra_args,
         ]
         with open(self.workdir / f"kms.{self.starts}.out", "wb") as out, open(self.workdir / f"kms.{self.starts}.err", "wb") as err:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
@@ -633,12 +638,53 @@ class KmsRole:
 
 @pytest.fixture
 def kms_role(tmp_path):
-    role = KmsRole(tmp_path)
-    yield role
-    role.stop(signal.SIGKILL)
+    made: list[KmsRole] = []
+
+    def make(*extra_args: str) -> KmsRole:
+        role = KmsRole(tmp_path / f"kms-{len(made)}", extra_args)
+        role.workdir.mkdir()
+        made.append(role)
+        return role
+
+    yield make
+    for role in made:
+        role.stop(signal.SIGKILL)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def moto(tmp_path):
+    """moto's KMS emulator (`moto_server` from the test venv) on a free loopback port."""
+    binary = Path(sys.executable).parent / "moto_server"
+    if not binary.exists():
+        binary = Path(shutil.which("moto_server") or "moto_server")
+    proc = None
+    for _ in range(3):
+        port = free_port()
+        log = open(tmp_path / "moto.log", "wb")
+        proc = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        if proc.poll() is None:
+            break
+    assert proc is not None and proc.poll() is None, (tmp_path / "moto.log").read_text(errors="replace")
+    yield f"http://127.0.0.1:{port}"
+    proc.kill()
+    proc.wait()
 
 
 def test_kms_role_serves_the_json_api_and_keeps_keys(kms_role):
+    kms_role = kms_role()
     kms_role.start()
     assert set(kms_role.ready) >= {"grpc", "http", "default_kms_key_arn"}, kms_role.ready
     assert kms_role.ready["grpc"] != kms_role.ready["http"]
@@ -663,3 +709,33 @@ def test_kms_role_serves_the_json_api_and_keeps_keys(kms_role):
     assert kms.decrypt(CiphertextBlob=blob, EncryptionContext={"a": "b"})["Plaintext"] == b"kept"
     aliases = [a["AliasName"] for a in kms.list_aliases(KeyId=default["KeyId"])["Aliases"]]
     assert aliases == [DEFAULT_ALIAS]
+
+
+def test_kms_role_with_an_aws_kms_backend_config(kms_role, moto, tmp_path):
+    """`--backend-config` picks the aws-kms backend (here moto's emulator); the role serves it."""
+    cfg = tmp_path / "backend.json"
+    cfg.write_text(
+        json.dumps(
+            {
+                "type": "aws-kms",
+                "endpoint": moto,
+                "region": REGION,
+                "access_key_id": "testing",
+                "secret_access_key": "testing",
+            }
+        )
+    )
+    role = kms_role("--backend-config", str(cfg))
+    role.start()
+    kms = kms_client(role.endpoint, role.access_key, role.secret_key)
+    default = kms.describe_key(KeyId=DEFAULT_ALIAS)["KeyMetadata"]
+    assert default["Arn"] == role.ready["default_kms_key_arn"]
+    # The key lives in the emulator: moto answers for it directly too.
+    upstream = kms_client(moto, "testing", "testing")
+    assert upstream.describe_key(KeyId=DEFAULT_ALIAS)["KeyMetadata"]["Arn"] == default["Arn"]
+
+    key = new_key(kms, "through coffer kms into moto")
+    blob = kms.encrypt(KeyId=key["KeyId"], Plaintext=b"via moto", EncryptionContext={"x": "y"})["CiphertextBlob"]
+    assert kms.decrypt(CiphertextBlob=blob, EncryptionContext={"x": "y"})["Plaintext"] == b"via moto"
+    out = run_admin(role.endpoint, "key", "list", "--json", env=admin_env(role.access_key, role.secret_key))
+    assert key["KeyId"] in {k["KeyId"] for k in json.loads(out.stdout)}

@@ -321,6 +321,11 @@ pub enum Command {
         version_id: Option<String>,
         /// Generation read before the rewrap.
         expected_generation: u64,
+        /// The version's `seq` read before the rewrap: a version overwritten in place (the
+        /// `null` version of an unversioned bucket) has a new `seq`, so the rewrap of the old
+        /// data key cannot land on the new data.
+        #[serde(default)]
+        expected_seq: Option<u64>,
         /// New envelope (generation = expected + 1).
         envelope: Envelope,
     },

@@ -206,6 +206,7 @@ pub async fn handle(ctx: ReqCtx, body: Body) -> S3Result<Response> {
             key: ctx.key().to_string(),
             version_id: Some(v.version_id.clone()),
             expected_generation: env.generation,
+            expected_seq: Some(v.seq),
             envelope: Envelope {
                 generation: env.generation + 1,
                 ..new_env

@@ -156,11 +156,19 @@ pub(super) fn update_envelope(
     bucket: &str,
     key: &str,
     version_id: Option<&str>,
+    expected_seq: Option<u64>,
     expected_generation: u64,
     envelope: &Envelope,
 ) -> Result<CommandOutput, MetaError> {
     bucket_record(txn, bucket)?;
     let mut v = addressed_version(txn, bucket, key, version_id)?;
+    if expected_seq.is_some_and(|s| s != v.seq) {
+        // Another write replaced the version: its generation says nothing about ours.
+        return Err(MetaError::GenerationMismatch {
+            expected: expected_generation,
+            found: v.envelope.as_ref().map_or(0, |e| e.generation),
+        });
+    }
     let found = v
         .envelope
         .as_ref()

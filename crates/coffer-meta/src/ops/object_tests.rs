@@ -208,6 +208,7 @@ fn update_envelope_compare_and_set() {
         key: "k".into(),
         version_id: vid.map(Into::into),
         expected_generation: expected,
+        expected_seq: None,
         envelope: env.clone(),
     };
     assert!(matches!(
@@ -592,4 +593,37 @@ proptest! {
             t.referenced_blobs("b").len()
         );
     }
+}
+
+#[test]
+fn update_envelope_refuses_a_version_replaced_in_place() {
+    // Unversioned bucket: a new PUT replaces the `null` version; a rewrap read before it must
+    // not land on the new data, even when the generations happen to match.
+    let t = TestSm::with_bucket("b", Versioning::Unversioned);
+    t.ok(put("b", "k", "null", 1));
+    let old = t.sm.reader().get_object("b", "k", None).unwrap();
+    t.ok(put("b", "k", "null", 1));
+    let new = t.sm.reader().get_object("b", "k", None).unwrap();
+    assert_ne!(old.seq, new.seq);
+    let rewrap = |seq| Command::UpdateEnvelope {
+        bucket: "b".into(),
+        key: "k".into(),
+        version_id: None,
+        expected_generation: 1,
+        expected_seq: Some(seq),
+        envelope: envelope(2),
+    };
+    assert!(matches!(
+        t.run(rewrap(old.seq)),
+        Err(MetaError::GenerationMismatch { .. })
+    ));
+    assert_eq!(
+        t.sm.reader().get_object("b", "k", None).unwrap().envelope,
+        Some(envelope(1))
+    );
+    t.ok(rewrap(new.seq));
+    assert_eq!(
+        t.sm.reader().get_object("b", "k", None).unwrap().envelope,
+        Some(envelope(2))
+    );
 }

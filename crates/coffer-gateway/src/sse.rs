@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use coffer_crypto::DataKey;
+use coffer_crypto::{BlobCipher, DataKey, LayeredCipher};
 use coffer_meta::{BucketRecord, Envelope, SseAlgorithm, FORMAT_VERSION};
 use http::HeaderMap;
 use zeroize::Zeroizing;
@@ -15,10 +15,68 @@ use crate::state::AppState;
 /// The encryption context key S3 binds every SSE-KMS data key to.
 pub const S3_ARN_CONTEXT: &str = "aws:s3:arn";
 
-/// A new object version's data key and the envelope that stores it wrapped.
+/// The encryption context key that tells the two data keys of a DSSE-KMS object apart: the
+/// second (outer) layer's data key is generated under the object's context plus
+/// `"aws:s3:dsse-layer": "2"`, so the two wrapped keys are not interchangeable (KMS refuses to
+/// decrypt one under the other's context). The first layer's context is SSE-KMS's, without this
+/// key (a caller-supplied pair of this name is dropped from it).
+pub const DSSE_LAYER_CONTEXT: &str = "aws:s3:dsse-layer";
+
+/// The plaintext data keys of an object version: one, or two for DSSE-KMS (one per layer).
+/// Zeroized on drop.
+pub struct DataKeys {
+    /// The only key, or the inner layer's (sealing the plaintext) for DSSE-KMS.
+    pub inner: DataKey,
+    /// DSSE-KMS: the outer layer's key (sealing the inner layer's output).
+    pub outer: Option<DataKey>,
+}
+
+impl DataKeys {
+    /// One layer under `dek`.
+    pub fn single(dek: DataKey) -> Self {
+        Self {
+            inner: dek,
+            outer: None,
+        }
+    }
+
+    /// Encryption layers these keys seal: 1, or 2 for DSSE-KMS.
+    pub fn layers(&self) -> u8 {
+        1 + u8::from(self.outer.is_some())
+    }
+
+    /// The cipher of part `part_number`'s blob `blob_id`.
+    pub fn cipher(&self, blob_id: &[u8; 16], part_number: u32) -> LayeredCipher {
+        let inner = BlobCipher::new(&self.inner, blob_id, part_number);
+        match &self.outer {
+            None => LayeredCipher::single(inner),
+            Some(outer) => {
+                LayeredCipher::double(inner, BlobCipher::outer_layer(outer, blob_id, part_number))
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for DataKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DataKeys(layers={})", self.layers())
+    }
+}
+
+/// Encryption layers of the blobs of a version (or upload) with this envelope: 2 for DSSE-KMS,
+/// 1 otherwise. The one place the layer count is decided.
+pub fn layers(envelope: &Envelope) -> u8 {
+    if envelope.algorithm == SseAlgorithm::AwsKmsDsse {
+        2
+    } else {
+        1
+    }
+}
+
+/// A new object version's data keys and the envelope that stores them wrapped.
 pub struct ObjectKey {
-    /// The plaintext data key; zeroized on drop.
-    pub dek: DataKey,
+    /// The plaintext data keys; zeroized on drop.
+    pub keys: DataKeys,
     /// What is stored in meta.
     pub envelope: Envelope,
 }
@@ -289,21 +347,70 @@ pub async fn new_object_key(
             sse_c_key_md5: Some(ck.md5_b64.clone()),
             generation: initial_generation()?,
         };
-        return Ok(ObjectKey { dek, envelope });
+        return Ok(ObjectKey {
+            keys: DataKeys::single(dek),
+            envelope,
+        });
     }
     let key_id = match req.algorithm {
         SseAlgorithm::Aes256 => state.config.sse_s3_key_arn.clone(),
-        SseAlgorithm::AwsKms => match &req.kms_key_id {
+        SseAlgorithm::AwsKms | SseAlgorithm::AwsKmsDsse => match &req.kms_key_id {
             Some(k) => k.clone(),
             None => aws_managed_s3_key(state).await?,
         },
-        _ => {
-            return Err(s3_error!(
-                NotImplemented,
-                "A header you provided implies functionality that is not implemented"
+        SseAlgorithm::SseC => {
+            return Err(crate::error::S3Error::internal(
+                "SSE-C request without a customer key",
             ))
         }
     };
+    if req.algorithm == SseAlgorithm::AwsKmsDsse {
+        // Two independent GenerateDataKey calls on the same KMS key, one per layer. S3 Bucket
+        // Keys are not used with DSSE-KMS.
+        context.remove(DSSE_LAYER_CONTEXT);
+        let first = state
+            .kms
+            .generate_data_key(&key_id, &context, coffer_crypto::DEK_LEN)
+            .await?;
+        let inner = DataKey::from_slice(first.plaintext.as_deref().ok_or_else(|| {
+            crate::error::S3Error::internal("KMS returned no plaintext data key")
+        })?)
+        .map_err(crate::error::S3Error::internal)?;
+        // The second key under the same KMS key the first one resolved to.
+        let second = state
+            .kms
+            .generate_data_key(
+                &first.key_id,
+                &outer_layer_context(&context),
+                coffer_crypto::DEK_LEN,
+            )
+            .await?;
+        let outer = DataKey::from_slice(second.plaintext.as_deref().ok_or_else(|| {
+            crate::error::S3Error::internal("KMS returned no plaintext data key")
+        })?)
+        .map_err(crate::error::S3Error::internal)?;
+        let envelope = Envelope {
+            v: FORMAT_VERSION,
+            algorithm: SseAlgorithm::AwsKmsDsse,
+            kms_key_arn: Some(first.key_id),
+            wrapped_dek: first.ciphertext_blob,
+            context,
+            user_context: req.context.clone(),
+            bucket_key_id: None,
+            second_wrapped_dek: Some(second.ciphertext_blob),
+            sse_c_key_hmac: None,
+            sse_c_salt: None,
+            sse_c_key_md5: None,
+            generation: initial_generation()?,
+        };
+        return Ok(ObjectKey {
+            keys: DataKeys {
+                inner,
+                outer: Some(outer),
+            },
+            envelope,
+        });
+    }
     if req.bucket_key {
         let bk = crate::bucket_keys::active(state, bucket, &key_id).await?;
         let dek = DataKey::generate().map_err(crate::error::S3Error::internal)?;
@@ -322,7 +429,10 @@ pub async fn new_object_key(
             sse_c_key_md5: None,
             generation: initial_generation()?,
         };
-        return Ok(ObjectKey { dek, envelope });
+        return Ok(ObjectKey {
+            keys: DataKeys::single(dek),
+            envelope,
+        });
     }
     let generated = state
         .kms
@@ -346,7 +456,18 @@ pub async fn new_object_key(
         sse_c_key_md5: None,
         generation: initial_generation()?,
     };
-    Ok(ObjectKey { dek, envelope })
+    Ok(ObjectKey {
+        keys: DataKeys::single(dek),
+        envelope,
+    })
+}
+
+/// The encryption context of a DSSE-KMS object's second (outer) data key: the first one's plus
+/// [`DSSE_LAYER_CONTEXT`] = `2`.
+pub fn outer_layer_context(context: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut c = context.clone();
+    c.insert(DSSE_LAYER_CONTEXT.to_string(), "2".to_string());
+    c
 }
 
 /// The account's AWS-managed-style key for S3 (`alias/aws/s3`), created on first use.
@@ -389,7 +510,7 @@ pub async fn open_for_read(
     envelope: &Envelope,
     headers: &HeaderMap,
     which: CustomerKeyHeaders,
-) -> S3Result<DataKey> {
+) -> S3Result<DataKeys> {
     let ck = customer_key(headers, which)?;
     if envelope.algorithm != SseAlgorithm::SseC {
         if ck.is_some() {
@@ -418,7 +539,9 @@ pub async fn open_for_read(
         format!("{SSE_C_AAD}{arn}").as_bytes(),
     )
     .map_err(|_| s3_error!(AccessDenied, "Access Denied"))?;
-    DataKey::from_slice(&plain).map_err(crate::error::S3Error::internal)
+    Ok(DataKeys::single(
+        DataKey::from_slice(&plain).map_err(crate::error::S3Error::internal)?,
+    ))
 }
 
 /// Rejects a wrong SSE-C key with 403 by its salted HMAC (constant-time), before any data is read.
@@ -434,34 +557,56 @@ pub fn check_customer_key(envelope: &Envelope, ck: &CustomerKey) -> S3Result<()>
     Ok(())
 }
 
-/// Unwraps an existing version's data key (SSE-S3 / SSE-KMS; SSE-C needs [`open_for_read`]).
-pub async fn open_object_key(state: &AppState, envelope: &Envelope) -> S3Result<DataKey> {
+/// Unwraps an existing version's data keys (SSE-S3 / SSE-KMS / DSSE-KMS; SSE-C needs
+/// [`open_for_read`]).
+pub async fn open_object_key(state: &AppState, envelope: &Envelope) -> S3Result<DataKeys> {
     if let Some(id) = &envelope.bucket_key_id {
+        if envelope.algorithm == SseAlgorithm::AwsKmsDsse {
+            return Err(crate::error::S3Error::internal(
+                "DSSE-KMS envelope with a bucket key",
+            ));
+        }
         let bk = crate::bucket_keys::by_id(state, id).await?;
         let arn = envelope
             .context
             .get(S3_ARN_CONTEXT)
             .cloned()
             .unwrap_or_default();
-        return bk.open_dek(&envelope.wrapped_dek, &arn);
+        return Ok(DataKeys::single(bk.open_dek(&envelope.wrapped_dek, &arn)?));
     }
+    let key_arn = envelope.kms_key_arn.as_deref();
     match envelope.algorithm {
-        SseAlgorithm::Aes256 | SseAlgorithm::AwsKms => {
-            let d = state
-                .kms
-                .decrypt(
-                    &envelope.wrapped_dek,
-                    &envelope.context,
-                    envelope.kms_key_arn.as_deref(),
-                )
-                .await?;
-            DataKey::from_slice(&d.plaintext).map_err(crate::error::S3Error::internal)
+        SseAlgorithm::Aes256 | SseAlgorithm::AwsKms => Ok(DataKeys::single(
+            unwrap_with_kms(state, &envelope.wrapped_dek, &envelope.context, key_arn).await?,
+        )),
+        SseAlgorithm::AwsKmsDsse => {
+            let second = envelope.second_wrapped_dek.as_deref().ok_or_else(|| {
+                crate::error::S3Error::internal("DSSE-KMS envelope without a second data key")
+            })?;
+            let inner =
+                unwrap_with_kms(state, &envelope.wrapped_dek, &envelope.context, key_arn).await?;
+            let outer_context = outer_layer_context(&envelope.context);
+            let outer = unwrap_with_kms(state, second, &outer_context, key_arn).await?;
+            Ok(DataKeys {
+                inner,
+                outer: Some(outer),
+            })
         }
-        _ => Err(s3_error!(
-            NotImplemented,
-            "A header you provided implies functionality that is not implemented"
+        SseAlgorithm::SseC => Err(crate::error::S3Error::internal(
+            "SSE-C data key opened without the customer key",
         )),
     }
+}
+
+/// One KMS Decrypt of a wrapped data key.
+async fn unwrap_with_kms(
+    state: &AppState,
+    wrapped: &[u8],
+    context: &BTreeMap<String, String>,
+    key_arn: Option<&str>,
+) -> S3Result<DataKey> {
+    let d = state.kms.decrypt(wrapped, context, key_arn).await?;
+    DataKey::from_slice(&d.plaintext).map_err(crate::error::S3Error::internal)
 }
 
 /// The `x-amz-server-side-encryption*` response headers for an envelope.
@@ -531,6 +676,11 @@ pub async fn rewrap(
     target_arn: &str,
     bucket_key: bool,
 ) -> S3Result<Envelope> {
+    if !matches!(env.algorithm, SseAlgorithm::Aes256 | SseAlgorithm::AwsKms) {
+        return Err(crate::error::S3Error::internal(
+            "only SSE-S3 and SSE-KMS data keys are rewrapped",
+        ));
+    }
     let context = env.context.clone();
     let (kms_key_arn, wrapped_dek, bucket_key_id) = match (&env.bucket_key_id, bucket_key) {
         (None, false) => {
@@ -547,13 +697,13 @@ pub async fn rewrap(
             (r.key_id, r.ciphertext_blob, None)
         }
         (_, true) => {
-            let dek = open_object_key(state, env).await?;
+            let dek = open_object_key(state, env).await?.inner;
             let bk = crate::bucket_keys::active(state, bucket, target_arn).await?;
             let wrapped = bk.seal_dek(&dek, &object_arn(bucket, key))?;
             (bk.kms_key_arn.clone(), wrapped, Some(bk.id.clone()))
         }
         (Some(_), false) => {
-            let dek = open_object_key(state, env).await?;
+            let dek = open_object_key(state, env).await?.inner;
             let e = state
                 .kms
                 .encrypt(target_arn, dek.as_bytes(), &context)

@@ -181,7 +181,7 @@ struct Copied {
 }
 
 /// The source's data key: SSE-C sources need `x-amz-copy-source-server-side-encryption-customer-*`.
-async fn open_source_key(ctx: &ReqCtx, src: &ObjectVersion) -> S3Result<coffer_crypto::DataKey> {
+async fn open_source_key(ctx: &ReqCtx, src: &ObjectVersion) -> S3Result<sse::DataKeys> {
     let env = src
         .envelope
         .as_ref()
@@ -195,27 +195,27 @@ async fn open_source_key(ctx: &ReqCtx, src: &ObjectVersion) -> S3Result<coffer_c
     .await
 }
 
-/// Streams plaintext bytes `range` of `src` (opened with `src_dek`) into a new blob sealed
-/// under `dek` as `part_number`, computing MD5 and a checksum of `algorithm` on the way. The
+/// Streams plaintext bytes `range` of `src` (opened with `src_keys`) into a new blob sealed
+/// under `keys` as `part_number`, computing MD5 and a checksum of `algorithm` on the way. The
 /// blob is discarded on any error.
 async fn reseal(
     state: &AppState,
     src: &ObjectVersion,
-    src_dek: coffer_crypto::DataKey,
+    src_keys: sse::DataKeys,
     range: Option<(u64, u64)>,
-    dek: &coffer_crypto::DataKey,
+    keys: &sse::DataKeys,
     part_number: u32,
     algorithm: ChecksumAlgorithm,
 ) -> S3Result<Copied> {
     let mut md5 = Md5::new();
     let mut sum = Checksummer::new(algorithm);
-    let mut sink = BlobSink::create(state, dek, part_number).await?;
+    let mut sink = BlobSink::create(state, keys, part_number).await?;
     let result: S3Result<()> = async {
         if let Some((start, end)) = range {
             let mut stream = std::pin::pin!(data::read_range(
                 state.blobs.clone(),
                 src,
-                src_dek,
+                src_keys,
                 start,
                 end
             ));
@@ -337,14 +337,14 @@ pub async fn copy_object(ctx: ReqCtx) -> S3Result<Response> {
     let algorithm = copy_algorithm(&ctx, &src.version)?;
     let sse_req = sse::requested(&ctx.parts.headers, &dest_bucket)?;
     let version_id = version_id_for(&dest_bucket)?;
-    let src_dek = open_source_key(&ctx, &src.version).await?;
+    let src_keys = open_source_key(&ctx, &src.version).await?;
     let okey = sse::new_object_key(&state, ctx.bucket(), ctx.key(), &sse_req).await?;
     let copied = reseal(
         &state,
         &src.version,
-        src_dek,
+        src_keys,
         whole(src.version.size),
-        &okey.dek,
+        &okey.keys,
         0,
         algorithm,
     )
@@ -433,19 +433,19 @@ pub async fn upload_part_copy(ctx: ReqCtx) -> S3Result<Response> {
         }
     }
     let algorithm = multipart::part_algorithm(&upload);
-    let src_dek = open_source_key(&ctx, &src.version).await?;
-    let dek = multipart::open_upload_key(&ctx, &upload).await?;
+    let src_keys = open_source_key(&ctx, &src.version).await?;
+    let keys = multipart::open_upload_key(&ctx, &upload).await?;
     let copied = reseal(
         &state,
         &src.version,
-        src_dek,
+        src_keys,
         range,
-        &dek,
+        &keys,
         part_number,
         algorithm,
     )
     .await?;
-    drop(dek);
+    drop(keys);
 
     let etag = hex::encode(copied.md5);
     let mut part = copied.part;

@@ -225,10 +225,7 @@ pub fn part_algorithm(upload: &MultipartUpload) -> ChecksumAlgorithm {
 
 /// The data key of an upload, for writing one of its parts. An SSE-C upload needs the same
 /// customer key on every part request; other uploads refuse one.
-pub async fn open_upload_key(
-    ctx: &ReqCtx,
-    upload: &MultipartUpload,
-) -> S3Result<coffer_crypto::DataKey> {
+pub async fn open_upload_key(ctx: &ReqCtx, upload: &MultipartUpload) -> S3Result<sse::DataKeys> {
     let ck = sse::customer_key(&ctx.parts.headers, CustomerKeyHeaders::Object)?;
     match (upload.envelope.algorithm == SseAlgorithm::SseC, ck) {
         (true, Some(ck)) => {
@@ -273,7 +270,7 @@ fn check_part_checksum(upload: &MultipartUpload, sent: Option<ChecksumAlgorithm>
 async fn store_part(
     ctx: &ReqCtx,
     body: Body,
-    dek: &coffer_crypto::DataKey,
+    keys: &sse::DataKeys,
     part_number: u32,
     algorithm: ChecksumAlgorithm,
 ) -> S3Result<(PartRef, BodySummary, Vec<u8>)> {
@@ -286,7 +283,7 @@ async fn store_part(
         .unwrap_or(DEFAULT_ALGORITHM);
     let mut own = (reader_alg != algorithm).then(|| Checksummer::new(algorithm));
     let mut reader = BodyReader::new(body, &ctx.parts.headers, &ctx.auth.payload, exp)?;
-    let mut sink = BlobSink::create(&ctx.state, dek, part_number).await?;
+    let mut sink = BlobSink::create(&ctx.state, keys, part_number).await?;
     let result: S3Result<BodySummary> = async {
         while let Some(chunk) = reader.next().await? {
             ctx.state.metrics.bytes_in.inc_by(chunk.len() as u64);
@@ -356,9 +353,9 @@ pub async fn upload_part(ctx: ReqCtx, body: Body) -> S3Result<Response> {
         .map(|(a, _)| a);
     check_part_checksum(&upload, sent)?;
     let algorithm = part_algorithm(&upload);
-    let dek = open_upload_key(&ctx, &upload).await?;
-    let (part, summary, raw) = store_part(&ctx, body, &dek, part_number, algorithm).await?;
-    drop(dek);
+    let keys = open_upload_key(&ctx, &upload).await?;
+    let (part, summary, raw) = store_part(&ctx, body, &keys, part_number, algorithm).await?;
+    drop(keys);
     let etag = part.etag.clone();
     record_part(&ctx, &upload.upload_id, part, now_ms()).await?;
 

@@ -18,18 +18,18 @@ use crate::state::ReqCtx;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-/// Streams a request body into a new blob under `dek`; verifies every digest before returning.
+/// Streams a request body into a new blob under `keys`; verifies every digest before returning.
 /// On any error the blob is discarded, so nothing is stored.
 pub async fn store_body(
     ctx: &ReqCtx,
     body: Body,
-    dek: &coffer_crypto::DataKey,
+    keys: &sse::DataKeys,
     part_number: u32,
     max_len: u64,
 ) -> S3Result<(PartRef, BodySummary)> {
     let exp = expectations_from_headers(&ctx.parts.headers, max_len)?;
     let mut reader = BodyReader::new(body, &ctx.parts.headers, &ctx.auth.payload, exp)?;
-    let mut sink = BlobSink::create(&ctx.state, dek, part_number).await?;
+    let mut sink = BlobSink::create(&ctx.state, keys, part_number).await?;
     let result: S3Result<BodySummary> = async {
         while let Some(chunk) = reader.next().await? {
             ctx.state.metrics.bytes_in.inc_by(chunk.len() as u64);
@@ -103,7 +103,7 @@ pub async fn put(ctx: ReqCtx, body: Body) -> S3Result<Response> {
     let version_id = version_id_for(&bucket)?;
     let (retention, legal_hold) = super::object_lock::lock_for_new_object(&ctx, &bucket)?;
     let okey = sse::new_object_key(&state, ctx.bucket(), ctx.key(), &sse_req).await?;
-    let (part, summary) = store_body(&ctx, body, &okey.dek, 0, state.config.max_put_size).await?;
+    let (part, summary) = store_body(&ctx, body, &okey.keys, 0, state.config.max_put_size).await?;
     let checksum = full_object_checksum(&summary);
     let version = ObjectVersion {
         v: FORMAT_VERSION,
@@ -193,7 +193,7 @@ pub async fn get(ctx: ReqCtx, head: bool) -> S3Result<Response> {
         ));
     }
     // SSE-C: the key is checked (400 missing, 403 wrong) before anything else is returned.
-    let dek = if head && env.algorithm != coffer_meta::SseAlgorithm::SseC {
+    let keys = if head && env.algorithm != coffer_meta::SseAlgorithm::SseC {
         None
     } else {
         Some(
@@ -276,10 +276,10 @@ pub async fn get(ctx: ReqCtx, head: bool) -> S3Result<Response> {
             h.extend(checksum_headers(c));
         }
     }
-    let body = match dek {
-        Some(dek) if !head && len > 0 => {
+    let body = match keys {
+        Some(keys) if !head && len > 0 => {
             state.metrics.bytes_out.inc_by(len);
-            Body::from_stream(data::read_range(state.blobs.clone(), &v, dek, start, end))
+            Body::from_stream(data::read_range(state.blobs.clone(), &v, keys, start, end))
         }
         _ => Body::empty(),
     };

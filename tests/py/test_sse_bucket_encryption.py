@@ -176,7 +176,6 @@ def test_put_dsse_kms_rule_is_stored(s3, bucket, key_arn):
     ]
 
 
-@pytest.mark.xfail(strict=True, reason="DSSE-KMS object writes answer NotImplemented (separate task)")
 def test_dsse_kms_default_applies_to_new_objects(s3, bucket, key_arn):
     # seed 001 (ApplyServerSideEncryptionByDefault): "If a PUT Object request doesn't specify any
     #   server-side encryption, this default encryption will be applied."

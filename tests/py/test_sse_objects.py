@@ -263,7 +263,6 @@ def test_encryption_header_on_read_is_400(raw, s3, bucket, key_arn, method, stor
     assert s3.get_object(Bucket=bucket, Key="o")["Body"].read() == b"body"
 
 
-@pytest.mark.xfail(strict=True, reason="DSSE-KMS object writes answer NotImplemented (separate task)")
 def test_put_dsse_kms(s3, bucket, key_arn):
     # Issue 4: "x-amz-server-side-encryption (AES256 | aws:kms | aws:kms:dsse)".
     put = s3.put_object(Bucket=bucket, Key="dsse", Body=b"two layers", ServerSideEncryption="aws:kms:dsse",

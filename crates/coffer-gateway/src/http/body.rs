@@ -129,24 +129,22 @@ pub fn expectations_from_headers(
     }
 
     if let Some(name) = header(headers, "x-amz-sdk-checksum-algorithm") {
-        let algorithm = ChecksumAlgorithm::from_name(name.trim()).ok_or_else(|| {
+        ChecksumAlgorithm::from_name(name.trim()).ok_or_else(|| {
             s3_error!(
                 InvalidRequest,
                 "Checksum algorithm provided is unsupported. Please try again with any of the \
                  valid types: [CRC32, CRC32C, CRC64NVME, SHA1, SHA256]"
             )
         })?;
-        let sent = in_header.as_ref().map(|(alg, _)| *alg).or(in_trailer);
-        match sent {
-            None => {
-                return Err(s3_error!(
-                    InvalidRequest,
-                    "x-amz-sdk-checksum-algorithm specified, but no corresponding \
-                     x-amz-checksum-* or x-amz-trailer headers were found."
-                ))
-            }
-            Some(sent) if sent != algorithm => return Err(checksum_mismatch(algorithm)),
-            Some(_) => {}
+        // "If you provide an individual checksum, Amazon S3 ignores any provided
+        // ChecksumAlgorithm parameter." (PutBucketEncryption, PutObject, ...): the checksum sent
+        // is the one verified, whatever algorithm the SDK header names.
+        if in_header.is_none() && in_trailer.is_none() {
+            return Err(s3_error!(
+                InvalidRequest,
+                "x-amz-sdk-checksum-algorithm specified, but no corresponding \
+                 x-amz-checksum-* or x-amz-trailer headers were found."
+            ));
         }
     }
 
@@ -682,11 +680,6 @@ mod tests {
                     .into(),
             ),
             (
-                vec![("x-amz-sdk-checksum-algorithm", "SHA256"), ("x-amz-checksum-crc32", CRC32)],
-                S3ErrorCode::BadDigest,
-                "The SHA256 you specified did not match the calculated checksum.".into(),
-            ),
-            (
                 vec![("x-amz-sdk-checksum-algorithm", "MD4"), ("x-amz-checksum-crc32", CRC32)],
                 S3ErrorCode::InvalidRequest,
                 "Checksum algorithm provided is unsupported. Please try again with any of the valid \
@@ -722,6 +715,23 @@ mod tests {
                 "{pairs:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_individual_checksum_wins_over_the_sdk_algorithm() {
+        let exp = expectations_from_headers(
+            &headers(&[
+                ("x-amz-sdk-checksum-algorithm", "SHA256"),
+                ("x-amz-checksum-crc32", CRC32),
+                ("content-length", "9"),
+            ]),
+            100,
+        )
+        .unwrap();
+        assert_eq!(
+            exp.checksum.as_ref().map(|(alg, _)| *alg),
+            Some(ChecksumAlgorithm::Crc32)
+        );
     }
 
     #[test]

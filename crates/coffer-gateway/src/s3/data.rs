@@ -175,3 +175,252 @@ pub async fn read_all(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use coffer_blob::local::LocalBlobStore;
+    use coffer_blob::BlobError;
+    use coffer_crypto::DataKey;
+    use coffer_meta::{Envelope, ObjectHeaders, SseAlgorithm, FORMAT_VERSION};
+    use std::sync::Mutex;
+
+    /// A blob store that records every read (blob, offset, len).
+    struct Recording {
+        inner: LocalBlobStore,
+        reads: Mutex<Vec<(BlobId, u64, u64)>>,
+    }
+
+    #[async_trait]
+    impl BlobStore for Recording {
+        async fn create(&self, id: &BlobId) -> Result<Box<dyn BlobWriter>, BlobError> {
+            self.inner.create(id).await
+        }
+        async fn read(&self, id: &BlobId, offset: u64, len: u64) -> Result<Bytes, BlobError> {
+            self.reads.lock().unwrap().push((*id, offset, len));
+            self.inner.read(id, offset, len).await
+        }
+        async fn len(&self, id: &BlobId) -> Result<u64, BlobError> {
+            self.inner.len(id).await
+        }
+        async fn delete(&self, id: &BlobId) -> Result<(), BlobError> {
+            self.inner.delete(id).await
+        }
+    }
+
+    fn key(b: u8) -> DataKey {
+        DataKey::from_slice(&[b; 32]).unwrap()
+    }
+
+    fn dsse_keys() -> DataKeys {
+        DataKeys {
+            inner: key(1),
+            outer: Some(key(2)),
+        }
+    }
+
+    fn envelope(algorithm: SseAlgorithm) -> Envelope {
+        Envelope {
+            v: FORMAT_VERSION,
+            algorithm,
+            kms_key_arn: None,
+            wrapped_dek: Vec::new(),
+            context: Default::default(),
+            user_context: None,
+            bucket_key_id: None,
+            second_wrapped_dek: None,
+            sse_c_key_hmac: None,
+            sse_c_salt: None,
+            sse_c_key_md5: None,
+            generation: 0,
+        }
+    }
+
+    /// Seals `parts` (plaintext per part) as BlobSink does, into a version of `algorithm`.
+    async fn store(
+        blobs: &Recording,
+        keys: &DataKeys,
+        algorithm: SseAlgorithm,
+        parts: &[Vec<u8>],
+        chunk_size: u32,
+    ) -> ObjectVersion {
+        let mut refs = Vec::new();
+        for (i, plain) in parts.iter().enumerate() {
+            let part_number = i as u32 + 1;
+            let blob_id: BlobId = [part_number as u8; 16];
+            let mut writer = blobs.create(&blob_id).await.unwrap();
+            let mut sealer = ChunkSealer::new(keys.cipher(&blob_id, part_number), chunk_size);
+            let mut chunks = sealer.push(plain);
+            let (last, size) = sealer.finish();
+            chunks.extend(last);
+            for c in chunks {
+                writer.append(Bytes::from(c)).await.unwrap();
+            }
+            let written = writer.commit().await.unwrap();
+            let layout = ChunkLayout::with_layers(size, chunk_size, keys.layers());
+            assert_eq!(written, layout.sealed_len());
+            refs.push(PartRef {
+                part_number,
+                blob_id,
+                size,
+                chunk_size,
+                etag: String::new(),
+                checksum: None,
+            });
+        }
+        ObjectVersion {
+            v: FORMAT_VERSION,
+            key: "k".into(),
+            version_id: "null".into(),
+            seq: 0,
+            delete_marker: false,
+            size: parts.iter().map(|p| p.len() as u64).sum(),
+            etag: String::new(),
+            last_modified_ms: 0,
+            headers: ObjectHeaders::default(),
+            checksum: None,
+            parts: refs,
+            envelope: Some(envelope(algorithm)),
+            retention: None,
+            legal_hold: false,
+            multipart_parts: parts.len() as u32,
+        }
+    }
+
+    fn recording() -> (tempfile::TempDir, Arc<Recording>) {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = LocalBlobStore::open(dir.path()).unwrap();
+        (
+            dir,
+            Arc::new(Recording {
+                inner,
+                reads: Mutex::new(Vec::new()),
+            }),
+        )
+    }
+
+    #[test]
+    fn layers_follow_the_envelope() {
+        assert_eq!(sse::layers(&envelope(SseAlgorithm::AwsKmsDsse)), 2);
+        for alg in [
+            SseAlgorithm::Aes256,
+            SseAlgorithm::AwsKms,
+            SseAlgorithm::SseC,
+        ] {
+            assert_eq!(sse::layers(&envelope(alg)), 1);
+        }
+        assert_eq!(dsse_keys().layers(), 2);
+        assert_eq!(DataKeys::single(key(1)).layers(), 1);
+    }
+
+    #[tokio::test]
+    async fn dsse_ranges_open_both_layers_and_read_only_the_needed_chunks() {
+        let (_dir, rec) = recording();
+        let cs = 64u32;
+        let parts: Vec<Vec<u8>> = vec![
+            (0..300u32).map(|i| i as u8).collect(),
+            (0..130u32).map(|i| (i * 7) as u8).collect(),
+        ];
+        let whole: Vec<u8> = parts.concat();
+        let v = store(&rec, &dsse_keys(), SseAlgorithm::AwsKmsDsse, &parts, cs).await;
+        let blobs: Arc<dyn BlobStore> = rec.clone();
+        // Every blob is the plaintext plus two tags per chunk.
+        for p in &v.parts {
+            let len = blobs.len(&p.blob_id).await.unwrap();
+            assert_eq!(len, p.size + p.size.div_ceil(cs as u64) * 32);
+        }
+        for (start, end) in [
+            (0, 429),
+            (0, 0),
+            (63, 64),
+            (130, 140),
+            (250, 310),
+            (429, 429),
+        ] {
+            rec.reads.lock().unwrap().clear();
+            let got = read_all(blobs.clone(), &v, dsse_keys(), start, end)
+                .await
+                .unwrap();
+            assert_eq!(got, whole[start as usize..=end as usize], "{start}-{end}");
+            // One read per chunk the range touches, each exactly one sealed (two-tag) chunk.
+            let mut expected = Vec::new();
+            let mut part_start = 0u64;
+            for p in &v.parts {
+                let part_end = part_start + p.size;
+                if start < part_end && end >= part_start {
+                    let layout = ChunkLayout::with_layers(p.size, cs, 2);
+                    let s = start.max(part_start) - part_start;
+                    let e = end.min(part_end - 1) - part_start;
+                    for ci in layout.chunks_for_range(s, e) {
+                        expected.push((
+                            p.blob_id,
+                            layout.sealed_offset(ci),
+                            u64::from(layout.plain_len(ci)) + 32,
+                        ));
+                    }
+                }
+                part_start = part_end;
+            }
+            assert_eq!(*rec.reads.lock().unwrap(), expected, "{start}-{end}");
+        }
+    }
+
+    #[tokio::test]
+    async fn dsse_needs_both_keys() {
+        let (_dir, rec) = recording();
+        let data: Vec<u8> = (0..200u32).map(|i| i as u8).collect();
+        let v = store(&rec, &dsse_keys(), SseAlgorithm::AwsKmsDsse, &[data], 64).await;
+        let blobs: Arc<dyn BlobStore> = rec.clone();
+        let wrong = [
+            // Only the inner key: refused before any read.
+            DataKeys::single(key(1)),
+            // A wrong outer or inner key, or the two swapped: the chunk fails authentication.
+            DataKeys {
+                inner: key(1),
+                outer: Some(key(3)),
+            },
+            DataKeys {
+                inner: key(3),
+                outer: Some(key(2)),
+            },
+            DataKeys {
+                inner: key(2),
+                outer: Some(key(1)),
+            },
+        ];
+        for (i, keys) in wrong.into_iter().enumerate() {
+            rec.reads.lock().unwrap().clear();
+            assert!(
+                read_all(blobs.clone(), &v, keys, 0, 199).await.is_err(),
+                "{i}"
+            );
+            if i == 0 {
+                assert!(rec.reads.lock().unwrap().is_empty());
+            }
+        }
+        assert_eq!(
+            read_all(blobs, &v, dsse_keys(), 0, 199)
+                .await
+                .unwrap()
+                .len(),
+            200
+        );
+    }
+
+    #[tokio::test]
+    async fn single_layer_objects_are_unchanged() {
+        let (_dir, rec) = recording();
+        let data: Vec<u8> = (0..200u32).map(|i| (i * 3) as u8).collect();
+        let keys = DataKeys::single(key(5));
+        let v = store(&rec, &keys, SseAlgorithm::AwsKms, &[data.clone()], 64).await;
+        let blobs: Arc<dyn BlobStore> = rec.clone();
+        assert_eq!(blobs.len(&v.parts[0].blob_id).await.unwrap(), 200 + 4 * 16);
+        let got = read_all(blobs.clone(), &v, DataKeys::single(key(5)), 10, 150)
+            .await
+            .unwrap();
+        assert_eq!(got, data[10..=150]);
+        // Two keys for a one-layer object are refused.
+        assert!(read_all(blobs, &v, dsse_keys(), 0, 10).await.is_err());
+    }
+}

@@ -4,3 +4,4 @@ mod crash;
 mod errors;
 mod kms_role;
 mod objects;
+mod sse;

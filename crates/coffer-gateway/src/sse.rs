@@ -835,6 +835,68 @@ mod tests {
     }
 
     #[test]
+    fn dsse_ignores_bucket_keys_and_marks_the_second_layer() {
+        // AWS: "S3 Bucket Keys aren't supported for DSSE-KMS" — neither from the request nor
+        // from a bucket default.
+        let r = requested(
+            &headers(&[
+                ("x-amz-server-side-encryption", "aws:kms:dsse"),
+                ("x-amz-server-side-encryption-bucket-key-enabled", "true"),
+            ]),
+            &bucket(None),
+        )
+        .unwrap();
+        assert_eq!(
+            (r.algorithm, r.bucket_key),
+            (SseAlgorithm::AwsKmsDsse, false)
+        );
+        let dsse_default = bucket(Some(BucketEncryption {
+            sse_algorithm: SseAlgorithm::AwsKmsDsse,
+            kms_master_key_id: Some("alias/k".into()),
+            bucket_key_enabled: true,
+            blocked_encryption_types: Vec::new(),
+        }));
+        let r = requested(&HeaderMap::new(), &dsse_default).unwrap();
+        assert_eq!(
+            (r.algorithm, r.kms_key_id.as_deref(), r.bucket_key),
+            (SseAlgorithm::AwsKmsDsse, Some("alias/k"), false)
+        );
+        // The second data key's context is the first's plus the layer marker.
+        let first = BTreeMap::from([(S3_ARN_CONTEXT.to_string(), object_arn("b", "k"))]);
+        let second = outer_layer_context(&first);
+        assert_ne!(first, second);
+        assert_eq!(second[DSSE_LAYER_CONTEXT], "2");
+        assert_eq!(second[S3_ARN_CONTEXT], "arn:aws:s3:::b/k");
+        assert_eq!(second.len(), 2);
+        // No Bucket Key header for a DSSE-KMS envelope.
+        let env = Envelope {
+            v: FORMAT_VERSION,
+            algorithm: SseAlgorithm::AwsKmsDsse,
+            kms_key_arn: Some("arn:aws:kms:us-east-1:000000000000:key/k".into()),
+            wrapped_dek: vec![1],
+            context: first,
+            user_context: None,
+            bucket_key_id: None,
+            second_wrapped_dek: Some(vec![2]),
+            sse_c_key_hmac: None,
+            sse_c_salt: None,
+            sse_c_key_md5: None,
+            generation: 1,
+        };
+        assert_eq!(
+            response_headers(&env),
+            vec![
+                ("x-amz-server-side-encryption", "aws:kms:dsse".to_string()),
+                (
+                    "x-amz-server-side-encryption-aws-kms-key-id",
+                    "arn:aws:kms:us-east-1:000000000000:key/k".to_string()
+                ),
+            ]
+        );
+        assert_eq!(layers(&env), 2);
+    }
+
+    #[test]
     fn initial_generations_differ() {
         let a = initial_generation().unwrap();
         let b = initial_generation().unwrap();

@@ -52,7 +52,7 @@ pub(crate) fn client(addr: &str, connect_timeout: Duration) -> Result<Client, Er
 }
 
 /// Whether a failed call certainly never reached the server: the connection could not be made.
-pub(crate) fn not_delivered(status: &tonic::Status) -> bool {
+pub fn not_delivered(status: &tonic::Status) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(status);
     while let Some(e) = source {
         if e.is::<tonic::ConnectError>() {

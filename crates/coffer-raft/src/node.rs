@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tonic::service::Routes;
 
 use crate::app::StateMachineApp;
 use crate::config::RaftConfig;
@@ -117,6 +118,24 @@ impl<A: StateMachineApp> RaftNode<A> {
         app: Arc<A>,
         config: RaftConfig,
     ) -> Result<Self, Error> {
+        Self::start_with_services(id, dir, listener, app, config, |_, _| Routes::default()).await
+    }
+
+    /// Like [`RaftNode::start`], also serving on the same listener the gRPC services that
+    /// `services` builds from the started Raft handle and the opened database (an application's
+    /// own API, so that one address per node reaches both). The services are stopped with the
+    /// node; they must not keep the handle or the database once their server is stopped.
+    pub async fn start_with_services<F>(
+        id: NodeId,
+        dir: &Path,
+        listener: TcpListener,
+        app: Arc<A>,
+        config: RaftConfig,
+        services: F,
+    ) -> Result<Self, Error>
+    where
+        F: FnOnce(&Raft, &Arc<DB>) -> Routes,
+    {
         let raft_config = Arc::new(config.to_openraft()?);
         let db_dir = dir.join("db");
         let snapshot_dir = dir.join("snapshots");
@@ -146,12 +165,13 @@ impl<A: StateMachineApp> RaftNode<A> {
         let service = pb::raft_server::RaftServer::new(RaftService::new(raft.clone()))
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE);
+        let routes = services(&raft, &db).add_service(service);
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let (stop, stopped_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(service)
+                .add_routes(routes)
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = stopped_rx.await;
                 }),

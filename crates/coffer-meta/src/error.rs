@@ -1,7 +1,8 @@
 //! `MetaError`.
 
-/// An error of the metadata role.
-#[derive(Debug, thiserror::Error)]
+/// An error of the metadata role. It travels to gateways inside command results and read
+/// answers (MessagePack, see [`crate::raft`]), hence the serde derives.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum MetaError {
     /// The bucket does not exist.
     #[error("no such bucket: {0}")]

@@ -11,6 +11,9 @@
 //!   semantics live in `ops/` (bucket, object, multipart).
 //! - [`read`] and [`list`]: consistent reads and S3 listings over a snapshot ([`Reader`]).
 //! - [`local`]: [`LocalMeta`], the in-process `MetaClient` (no Raft).
+//! - [`raft`]: the state machine replicated by coffer-raft ([`raft::MetaApp`]), a member
+//!   ([`raft::MetaNode`]) serving `proto/meta.proto`, and the `MetaClient`s over it
+//!   ([`raft::RaftMeta`] in process, [`raft::GrpcMetaClient`] for gateways).
 #![warn(missing_docs)]
 
 pub mod client;
@@ -20,6 +23,7 @@ pub mod keys;
 pub mod list;
 pub mod local;
 mod ops;
+pub mod raft;
 pub mod read;
 pub mod state_machine;
 pub mod types;
@@ -27,6 +31,7 @@ pub mod types;
 pub use client::MetaClient;
 pub use error::MetaError;
 pub use local::LocalMeta;
+pub use raft::{GrpcMetaClient, GrpcMetaConfig, MetaNode, RaftMeta};
 pub use read::Reader;
 pub use state_machine::StateMachine;
 pub use types::*;

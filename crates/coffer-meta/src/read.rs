@@ -8,7 +8,7 @@ use crate::codec::{self, UploadIndex};
 use crate::error::MetaError;
 use crate::keys;
 use crate::state_machine::{storage, Db};
-use crate::types::{BucketRecord, MultipartUpload, ObjectVersion, UploadedPart};
+use crate::types::{BucketRecord, MultipartUpload, ObjectVersion, StateDigest, UploadedPart};
 
 /// A consistent read view of the state machine.
 pub struct Reader<'a> {
@@ -148,5 +148,39 @@ impl<'a> Reader<'a> {
     /// A value of the global config space.
     pub fn get_config(&self, name: &str) -> Result<Option<Vec<u8>>, MetaError> {
         self.get_raw(&keys::config(name))
+    }
+
+    /// A digest of the whole state: SHA-256 over every key and value in key order (each as its
+    /// length in 8 big-endian bytes, then its bytes). Two members that applied the same log
+    /// have the same digest.
+    pub fn digest(&self) -> Result<StateDigest, MetaError> {
+        let mut sha = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut entries = 0u64;
+        let mut it = self.iter(None);
+        it.seek_to_first();
+        while let Some((k, v)) = it.item() {
+            for part in [k, v] {
+                sha.update(&(part.len() as u64).to_be_bytes());
+                sha.update(part);
+            }
+            entries += 1;
+            it.next();
+        }
+        it.status().map_err(storage)?;
+        let last_applied = match self.get_raw(&keys::applied_index())? {
+            Some(v) => codec::decode_u64(&v)?,
+            None => 0,
+        };
+        let sha256 = sha
+            .finish()
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(StateDigest {
+            last_applied,
+            entries,
+            sha256,
+        })
     }
 }

@@ -91,20 +91,12 @@ impl StateMachine {
 
     /// Records the keyspace layout of a new state, or refuses a state of another layout.
     fn check_layout(&self) -> Result<(), MetaError> {
-        let key = keys::layout_version();
-        match self.db.get_cf(self.cf(), &key).map_err(storage)? {
-            Some(v) if codec::decode_u64(&v)? == keys::LAYOUT_VERSION => Ok(()),
-            Some(v) => Err(MetaError::Storage(format!(
-                "metadata keyspace layout {} is not supported by this build (expects {})",
-                codec::decode_u64(&v)?,
-                keys::LAYOUT_VERSION
-            ))),
-            None => {
-                let mut batch = WriteBatch::default();
-                batch.put_cf(self.cf(), key, codec::encode_u64(keys::LAYOUT_VERSION));
-                self.write(batch)
-            }
+        let mut batch = WriteBatch::default();
+        Applier::new(&self.db)?.finish(&mut batch);
+        if batch.is_empty() {
+            return Ok(());
         }
+        self.write(batch)
     }
 
     /// The underlying database (for the Raft log's column family and checkpoints).
@@ -154,31 +146,14 @@ impl StateMachine {
             return Ok(Vec::new());
         }
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let applied = self.last_applied()?;
-        if first_index <= applied {
-            return Err(MetaError::Storage(format!(
-                "log index {first_index} is already applied (last applied {applied})"
-            )));
-        }
-        let last_index = first_index + (commands.len() as u64 - 1);
-        let mut txn = Txn::new(&self.db, self.cf());
+        let mut applier = Applier::new(&self.db)?;
         let mut results = Vec::with_capacity(commands.len());
-        for command in commands {
-            match ops::apply(&mut txn, command) {
-                Ok(out) => {
-                    txn.keep();
-                    results.push(Ok(out));
-                }
-                Err(e @ MetaError::Storage(_)) => return Err(e),
-                Err(e) => {
-                    txn.discard();
-                    results.push(Err(e));
-                }
-            }
+        for (index, command) in (first_index..).zip(commands) {
+            results.extend(applier.apply(index, std::slice::from_ref(command))?);
         }
-        txn.put(keys::applied_index(), codec::encode_u64(last_index));
-        txn.keep();
-        self.write(txn.into_batch())?;
+        let mut batch = WriteBatch::default();
+        applier.finish(&mut batch);
+        self.write(batch)?;
         Ok(results)
     }
 
@@ -200,6 +175,94 @@ impl StateMachine {
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
         self.db.write_opt(batch, &opts).map_err(storage)
+    }
+}
+
+/// The state column family of `db`.
+pub(crate) fn state_cf(db: &Db) -> Result<&ColumnFamily, MetaError> {
+    db.cf_handle(STATE_CF)
+        .ok_or_else(|| MetaError::Storage(format!("no column family {STATE_CF:?}")))
+}
+
+/// Applies commands on top of the state in a database and collects their writes, for the caller
+/// to commit in one write: the one implementation of applying, shared by [`StateMachine`]
+/// ([`crate::LocalMeta`]) and the Raft application ([`crate::raft::MetaApp`]).
+///
+/// Each log entry carries one or more commands ([`Applier::apply`]); a command sees the effects
+/// of every command applied before it, a command that fails leaves no write, and `M applied`
+/// records the index of the last entry. The first apply on an empty state records the keyspace
+/// layout (`M layout`); a state of another layout is refused.
+pub(crate) struct Applier<'a> {
+    txn: Txn<'a>,
+    applied: u64,
+}
+
+impl<'a> Applier<'a> {
+    /// Starts applying on top of the state in `db`.
+    pub(crate) fn new(db: &'a Db) -> Result<Self, MetaError> {
+        let mut txn = Txn::new(db, state_cf(db)?);
+        match txn.get(&keys::layout_version())? {
+            Some(v) if codec::decode_u64(&v)? == keys::LAYOUT_VERSION => {}
+            Some(v) => {
+                return Err(MetaError::Storage(format!(
+                    "metadata keyspace layout {} is not supported by this build (expects {})",
+                    codec::decode_u64(&v)?,
+                    keys::LAYOUT_VERSION
+                )))
+            }
+            None => {
+                txn.put(
+                    keys::layout_version(),
+                    codec::encode_u64(keys::LAYOUT_VERSION),
+                );
+                txn.keep();
+            }
+        }
+        let applied = match txn.get(&keys::applied_index())? {
+            Some(v) => codec::decode_u64(&v)?,
+            None => 0,
+        };
+        Ok(Self { txn, applied })
+    }
+
+    /// Applies the commands of log entry `index`, which must be above every index applied so
+    /// far. Returns one result per command; `Err` (only `MetaError::Storage`) means the state
+    /// cannot be applied to and nothing of this applier must be written.
+    pub(crate) fn apply(
+        &mut self,
+        index: u64,
+        commands: &[Command],
+    ) -> Result<Vec<Result<CommandOutput, MetaError>>, MetaError> {
+        if index <= self.applied {
+            return Err(MetaError::Storage(format!(
+                "log index {index} is already applied (last applied {})",
+                self.applied
+            )));
+        }
+        let mut results = Vec::with_capacity(commands.len());
+        for command in commands {
+            match ops::apply(&mut self.txn, command) {
+                Ok(out) => {
+                    self.txn.keep();
+                    results.push(Ok(out));
+                }
+                Err(e @ MetaError::Storage(_)) => return Err(e),
+                Err(e) => {
+                    self.txn.discard();
+                    results.push(Err(e));
+                }
+            }
+        }
+        self.txn
+            .put(keys::applied_index(), codec::encode_u64(index));
+        self.txn.keep();
+        self.applied = index;
+        Ok(results)
+    }
+
+    /// Adds the writes of everything applied to `batch`.
+    pub(crate) fn finish(self, batch: &mut WriteBatch) {
+        self.txn.write_into(batch);
     }
 }
 
@@ -309,15 +372,14 @@ impl<'a> Txn<'a> {
         self.pending.clear();
     }
 
-    fn into_batch(self) -> WriteBatch {
-        let mut batch = WriteBatch::default();
+    /// Adds the kept writes to `batch`.
+    fn write_into(self, batch: &mut WriteBatch) {
         for (k, v) in self.kept {
             match v {
                 Some(v) => batch.put_cf(self.cf, k, v),
                 None => batch.delete_cf(self.cf, k),
             }
         }
-        batch
     }
 }
 

@@ -403,7 +403,7 @@ pub struct CommandOutput {
 }
 
 /// ListObjects / ListObjectsV2 query (the meta side does delimiter grouping).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ListQuery {
     /// Only keys starting with this.
     pub prefix: String,
@@ -416,7 +416,7 @@ pub struct ListQuery {
 }
 
 /// One page of a listing of current versions.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ListPage {
     /// Current versions that are not delete markers, in key order.
     pub objects: Vec<ObjectVersion>,
@@ -429,7 +429,7 @@ pub struct ListPage {
 }
 
 /// ListObjectVersions query.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct VersionQuery {
     /// Prefix.
     pub prefix: String,
@@ -444,7 +444,7 @@ pub struct VersionQuery {
 }
 
 /// One page of ListObjectVersions.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct VersionPage {
     /// Versions and delete markers, by key then newest first; with `is_latest`.
     pub versions: Vec<(ObjectVersion, bool)>,
@@ -459,7 +459,7 @@ pub struct VersionPage {
 }
 
 /// ListMultipartUploads query.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct UploadQuery {
     /// Prefix.
     pub prefix: String,
@@ -474,7 +474,7 @@ pub struct UploadQuery {
 }
 
 /// One page of ListMultipartUploads.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct UploadPage {
     /// Uploads by key, then initiation order.
     pub uploads: Vec<MultipartUpload>,
@@ -486,4 +486,15 @@ pub struct UploadPage {
     pub next_key_marker: Option<String>,
     /// `NextUploadIdMarker`.
     pub next_upload_id_marker: Option<String>,
+}
+
+/// A digest of a member's state ([`crate::Reader::digest`]), to compare the members of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateDigest {
+    /// The log index of the last entry whose commands were applied (`M applied`).
+    pub last_applied: u64,
+    /// Number of records in the state.
+    pub entries: u64,
+    /// SHA-256 of the records, in lowercase hex.
+    pub sha256: String,
 }

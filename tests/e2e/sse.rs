@@ -13,6 +13,31 @@ use md5::Digest;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
+async fn put_static(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    body: &'static [u8],
+) -> aws_sdk_s3::operation::put_object::PutObjectOutput {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from_static(body))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The body of an UpdateObjectEncryption to SSE-KMS under `arn`.
+fn sse_kms_target(arn: &str) -> ObjectEncryption {
+    ObjectEncryption::Ssekms(
+        SsekmsEncryption::builder()
+            .kms_key_arn(arn)
+            .build()
+            .unwrap(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bucket_default_sse_kms_applies_to_new_objects() {
     let coffer = Coffer::start();
@@ -36,13 +61,7 @@ async fn bucket_default_sse_kms_applies_to_new_objects() {
             .sse_algorithm(),
         &ServerSideEncryption::Aes256
     );
-    s3.put_object()
-        .bucket(&bucket)
-        .key("before")
-        .body(ByteStream::from_static(b"before"))
-        .send()
-        .await
-        .unwrap();
+    put_static(&s3, &bucket, "before", b"before").await;
 
     s3.put_bucket_encryption()
         .bucket(&bucket)
@@ -66,14 +85,7 @@ async fn bucket_default_sse_kms_applies_to_new_objects() {
         .send()
         .await
         .unwrap();
-    let put = s3
-        .put_object()
-        .bucket(&bucket)
-        .key("after")
-        .body(ByteStream::from_static(b"after"))
-        .send()
-        .await
-        .unwrap();
+    let put = put_static(&s3, &bucket, "after", b"after").await;
     assert_eq!(
         put.server_side_encryption(),
         Some(&ServerSideEncryption::AwsKms)
@@ -112,14 +124,7 @@ async fn bucket_default_sse_kms_applies_to_new_objects() {
         .send()
         .await
         .unwrap();
-    let put = s3
-        .put_object()
-        .bucket(&bucket)
-        .key("later")
-        .body(ByteStream::from_static(b"later"))
-        .send()
-        .await
-        .unwrap();
+    let put = put_static(&s3, &bucket, "later", b"later").await;
     assert_eq!(
         put.server_side_encryption(),
         Some(&ServerSideEncryption::Aes256)
@@ -269,12 +274,7 @@ async fn update_object_encryption_rewraps_without_touching_the_data() {
     s3.update_object_encryption()
         .bucket(&bucket)
         .key("obj")
-        .object_encryption(ObjectEncryption::Ssekms(
-            SsekmsEncryption::builder()
-                .kms_key_arn(&key_arn)
-                .build()
-                .unwrap(),
-        ))
+        .object_encryption(sse_kms_target(&key_arn))
         .send()
         .await
         .unwrap();
@@ -304,12 +304,7 @@ async fn update_object_encryption_rewraps_without_touching_the_data() {
         .update_object_encryption()
         .bucket(&bucket)
         .key("obj")
-        .object_encryption(ObjectEncryption::Ssekms(
-            SsekmsEncryption::builder()
-                .kms_key_arn("alias/coffer-default")
-                .build()
-                .unwrap(),
-        ))
+        .object_encryption(sse_kms_target("alias/coffer-default"))
         .send()
         .await
         .unwrap_err();
@@ -321,12 +316,7 @@ async fn update_object_encryption_rewraps_without_touching_the_data() {
         .update_object_encryption()
         .bucket(&bucket)
         .key("missing")
-        .object_encryption(ObjectEncryption::Ssekms(
-            SsekmsEncryption::builder()
-                .kms_key_arn(&key_arn)
-                .build()
-                .unwrap(),
-        ))
+        .object_encryption(sse_kms_target(&key_arn))
         .send()
         .await
         .unwrap_err();

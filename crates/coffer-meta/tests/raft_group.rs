@@ -505,3 +505,68 @@ async fn a_single_member_group_keeps_its_state_across_restarts() {
     drop(client);
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pre_raft_state_is_imported_and_reaches_members_added_later() {
+    let root = TempDir::new().unwrap();
+    let local_dir = root.path().join("meta");
+    {
+        let local = coffer_meta::LocalMeta::open(&local_dir).unwrap();
+        local.apply(bucket("b")).await.unwrap();
+        for i in 0..5u8 {
+            local
+                .apply(put("b", &format!("k{i}"), "v1", i + 1))
+                .await
+                .unwrap();
+        }
+    }
+    let dir = root.path().join("meta-raft");
+    assert!(MetaNode::import_local_state(&local_dir, &dir).unwrap());
+    // Only once: the member's database exists now.
+    assert!(!MetaNode::import_local_state(&local_dir, &dir).unwrap());
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let first = start(1, &dir, listener).await;
+    first
+        .initialize(BTreeMap::from([(1, addr.clone())]))
+        .await
+        .unwrap();
+    let meta = first.client();
+    assert_eq!(
+        meta.get_object("b", "k3", None).await.unwrap().version_id,
+        "v1"
+    );
+    // New writes see the imported records (seqs continue after them).
+    let seq = meta.apply(put("b", "k0", "v2", 9)).await.unwrap().seq;
+    assert!(seq > meta.get_object("b", "k4", None).await.unwrap().seq);
+    first.compact().await.unwrap();
+
+    // A second member joins as a learner: it gets everything, the imported records included.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let second_addr = listener.local_addr().unwrap().to_string();
+    let second = start(2, &root.path().join("meta-2"), listener).await;
+    second
+        .join(&addr, &second_addr, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let index = first
+        .raft_node()
+        .metrics()
+        .last_applied
+        .map_or(0, |l| l.index);
+    second
+        .raft_node()
+        .raft()
+        .wait(Some(PATIENCE))
+        .applied_index_at_least(Some(index), "the learner to catch up")
+        .await
+        .unwrap();
+    assert_eq!(
+        second.digest().await.unwrap(),
+        first.digest().await.unwrap()
+    );
+    drop(meta);
+    second.shutdown().await.unwrap();
+    first.shutdown().await.unwrap();
+}

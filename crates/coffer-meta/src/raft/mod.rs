@@ -11,7 +11,7 @@
 //!
 //! # Who uses what
 //! - [`MetaNode`] runs a member: Raft (`proto/raft.proto`) and the metadata API
-//!   (`proto/meta.proto`, [`MetaService`](service)) on one address.
+//!   (`proto/meta.proto`, served by `MetaService`) on one address.
 //! - [`RaftMeta`] is the `MetaClient` of a process that runs a member itself (`coffer dev`): it
 //!   proposes through the member, which forwards to the leader.
 //! - [`GrpcMetaClient`] is the `MetaClient` of gateways: it finds the leader (a member that is

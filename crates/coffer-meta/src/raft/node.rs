@@ -102,6 +102,83 @@ impl MetaNode {
         })
     }
 
+    /// Imports the state of a metadata directory of the pre-Raft format (the database of a
+    /// [`crate::StateMachine`], as `LocalMeta` kept it) into `dir`, the directory of a member
+    /// that was never started. Returns `false` (and does nothing) if `dir` already holds a
+    /// member's database. Blocking.
+    ///
+    /// The records become the member's initial state, before its first log entry. Start the
+    /// member, bootstrap it as a single-member group, then call [`MetaNode::compact`], so that
+    /// members added later receive the imported records in a snapshot rather than replay a log
+    /// that lacks them.
+    pub fn import_local_state(local: &Path, dir: &Path) -> Result<bool, MetaError> {
+        let db_dir = dir.join("db");
+        if db_dir.exists() {
+            return Ok(false);
+        }
+        let source = crate::StateMachine::open(local)?;
+        let staging = dir.join("db.importing");
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging)
+                .map_err(|e| MetaError::Storage(format!("removing {}: {e}", staging.display())))?;
+        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| MetaError::Storage(format!("creating {}: {e}", dir.display())))?;
+        let records = {
+            let db = coffer_raft::open_db(
+                &staging,
+                <MetaApp as coffer_raft::StateMachineApp>::COLUMN_FAMILIES,
+            )
+            .map_err(raft_error)?;
+            let target = crate::state_machine::state_cf(&db)?;
+            let mut batch = rocksdb::WriteBatch::default();
+            let applied = crate::keys::applied_index();
+            let mut records = 0u64;
+            let source_cf = crate::state_machine::state_cf(source.db())?;
+            for item in source
+                .db()
+                .iterator_cf(source_cf, rocksdb::IteratorMode::Start)
+            {
+                let (k, v) = item.map_err(crate::state_machine::storage)?;
+                // The member numbers its log from 1: the old applied index means nothing to it.
+                if *k != *applied {
+                    batch.put_cf(target, k, v);
+                    records += 1;
+                }
+            }
+            let mut opts = rocksdb::WriteOptions::default();
+            opts.set_sync(true);
+            db.write_opt(batch, &opts)
+                .map_err(crate::state_machine::storage)?;
+            records
+        };
+        // The database is complete before it gets the name a member opens.
+        std::fs::rename(&staging, &db_dir)
+            .map_err(|e| MetaError::Storage(format!("renaming {}: {e}", staging.display())))?;
+        tracing::info!(from = %local.display(), to = %dir.display(), records, "imported the metadata state");
+        Ok(true)
+    }
+
+    /// Builds a snapshot of the state now and purges the log up to it: a member added later
+    /// then starts from the snapshot. Returns the snapshot's log index.
+    pub async fn compact(&self) -> Result<u64, MetaError> {
+        let raft = self.node.raft();
+        let applied = self.node.metrics().last_applied.map_or(0, |l| l.index);
+        let stopped = |e: openraft::error::Fatal<NodeId>| MetaError::Unavailable(e.to_string());
+        raft.trigger().snapshot().await.map_err(stopped)?;
+        let metrics = raft
+            .wait(Some(self.request_timeout))
+            .metrics(
+                |m| m.snapshot.is_some_and(|s| s.index >= applied),
+                "a snapshot of the current state",
+            )
+            .await
+            .map_err(|e| MetaError::Unavailable(format!("snapshot: {e}")))?;
+        let index = metrics.snapshot.map_or(0, |s| s.index);
+        raft.trigger().purge_log(index).await.map_err(stopped)?;
+        Ok(index)
+    }
+
     /// This member's id.
     pub fn id(&self) -> NodeId {
         self.node.id()
@@ -122,6 +199,64 @@ impl MetaNode {
     /// bootstrap member may call it again.
     pub async fn initialize(&self, members: BTreeMap<NodeId, String>) -> Result<(), MetaError> {
         self.node.initialize(members).await.map_err(raft_error)
+    }
+
+    /// Asks the group of the member at `via` ("host:port") to add this member as a learner,
+    /// known by `addr` (the address the others reach it at). The leader replicates its log (or a
+    /// snapshot) to it; making it a voter is a separate membership change. Retries while the
+    /// group has no leader or `via` is not reachable yet, for at most `patience`. Returns the
+    /// log index of the membership entry.
+    pub async fn join(&self, via: &str, addr: &str, patience: Duration) -> Result<u64, MetaError> {
+        use coffer_raft::pb::{self as raft_pb, membership_reply::Result as R};
+        let deadline = Instant::now() + patience;
+        let mut target = via.to_owned();
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(MetaError::Unavailable(format!(
+                    "could not join the group through {via} within {patience:?}"
+                )));
+            }
+            let attempt = async {
+                let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{target}"))
+                    .map_err(|e| MetaError::Invalid(format!("bad address {target:?}: {e}")))?
+                    .connect_timeout(Duration::from_secs(1));
+                let channel = endpoint.connect().await.map_err(|e| {
+                    MetaError::Unavailable(format!("cannot connect to {target}: {e}"))
+                })?;
+                let mut client = raft_pb::raft_client::RaftClient::new(channel);
+                let mut req = tonic::Request::new(raft_pb::AddLearnerRequest {
+                    node_id: self.id(),
+                    addr: addr.to_owned(),
+                    blocking: false,
+                });
+                req.set_timeout(left);
+                let reply = client
+                    .add_learner(req)
+                    .await
+                    .map_err(|s| MetaError::Unavailable(format!("{target}: {}", s.message())))?;
+                Ok::<_, MetaError>(reply.into_inner().result)
+            };
+            match tokio::time::timeout(left, attempt).await {
+                Ok(Ok(Some(R::Index(index)))) => {
+                    tracing::info!(id = self.id(), via = %target, index, "joined as a learner");
+                    return Ok(index);
+                }
+                Ok(Ok(Some(R::NotLeader(nl)))) if !nl.leader_addr.is_empty() => {
+                    target = nl.leader_addr;
+                    continue;
+                }
+                Ok(Ok(_)) => tracing::info!(via = %target, "no leader yet; retrying"),
+                Ok(Err(e @ MetaError::Invalid(_))) => return Err(e),
+                Ok(Err(e)) => tracing::info!(error = %e, "cannot join yet; retrying"),
+                Err(_) => continue,
+            }
+            target = via.to_owned();
+            tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now())))
+                .await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
     }
 
     /// A [`crate::MetaClient`] over this member: writes are proposed through the leader (this

@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod bucket_keys;
+pub mod directory;
 pub mod error;
 pub mod http;
 pub mod kms_api;

@@ -13,6 +13,7 @@ use axum::Router;
 use http::{HeaderValue, Method, StatusCode};
 use tokio::net::TcpListener;
 
+use crate::directory;
 use crate::error::{S3Error, S3ErrorCode, S3Result};
 use crate::kms_api::{self, KmsApiState};
 use crate::router::{self, Op};
@@ -139,13 +140,56 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
         if sigv4::is_anonymous(&parts) {
             return Err(s3_error!(AccessDenied, "Access Denied"));
         }
+        // Directory bucket clients sign for `s3express`; Zonal endpoint requests carry the
+        // CreateSession token and are signed with the session's credentials.
+        let service = directory::signing_service(&parts);
+        let session = match parts
+            .headers
+            .get("x-amz-s3session-token")
+            .and_then(|v| v.to_str().ok())
+        {
+            None => None,
+            Some(token) => {
+                let s = state.sessions.get(token).ok_or_else(|| {
+                    s3_error!(AccessDenied, "The provided token has expired or is not valid.")
+                })?;
+                if endpoint.bucket.as_deref() != Some(s.bucket.as_str()) {
+                    return Err(s3_error!(AccessDenied, "Access Denied"));
+                }
+                Some(s)
+            }
+        };
+        let creds: &dyn sigv4::CredentialProvider = match &session {
+            Some(s) => s.as_ref(),
+            None => state.creds.as_ref(),
+        };
         let auth = sigv4::verify(
             &parts,
-            state.creds.as_ref(),
+            creds,
             &state.config.region,
-            "s3",
+            service,
             chrono::Utc::now(),
         )?;
+        let mut parts = parts;
+        if let Some(s) = &session {
+            directory::apply_session(s, &endpoint, &mut parts.headers)?;
+        }
+        let directory_bucket = endpoint
+            .bucket
+            .as_deref()
+            .is_some_and(directory::is_directory_name);
+        if directory_bucket
+            && endpoint.op == Op::PutBucketEncryption
+            && parts.headers.contains_key("x-amz-expected-bucket-owner")
+        {
+            // Seed 001: "For directory buckets, this header is not supported in this API
+            // operation. If you specify this header, the request fails with the HTTP status
+            // code 501 Not Implemented."
+            return Err(s3_error!(
+                NotImplemented,
+                "The x-amz-expected-bucket-owner header is not supported for directory buckets in this API operation."
+            ));
+        }
         if let Some(owner) = parts.headers.get("x-amz-expected-bucket-owner") {
             if owner.as_bytes() != state.config.account_id.as_bytes() {
                 return Err(s3_error!(AccessDenied, "Access Denied"));
@@ -251,6 +295,7 @@ async fn dispatch(ctx: ReqCtx, body: Body) -> S3Result<Response> {
         AbortMultipartUpload => multipart::abort(ctx).await,
         ListParts => multipart::list_parts(ctx).await,
         ListMultipartUploads => multipart::list_uploads(ctx).await,
+        CreateSession => directory::create_session(ctx).await,
         op => Err(s3_error!(
             NotImplemented,
             "A header or query you provided requested a function that is not implemented: {}",

@@ -205,6 +205,9 @@ const SSE_C_AAD: &str = "coffer/sse-c/v1|";
 
 /// Reads `x-amz-server-side-encryption*` headers of a write, falling back to the bucket default.
 pub fn requested(headers: &HeaderMap, bucket: &BucketRecord) -> S3Result<SseRequest> {
+    if bucket.directory {
+        return crate::directory::requested(headers, bucket);
+    }
     let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     if let Some(ck) = customer_key(headers, CustomerKeyHeaders::Object)? {
         if h("x-amz-server-side-encryption").is_some() {

@@ -74,6 +74,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// S3 Bucket Keys in use.
     pub bucket_keys: crate::bucket_keys::BucketKeyCache,
+    /// Directory bucket sessions (CreateSession).
+    pub sessions: crate::directory::Sessions,
 }
 
 impl AppState {
@@ -99,6 +101,7 @@ impl AppState {
             config,
             metrics,
             bucket_keys: Default::default(),
+            sessions: Default::default(),
         }
     }
 }

@@ -60,19 +60,88 @@ pub fn validate_bucket_name(name: &str) -> S3Result<()> {
 #[serde(rename_all = "PascalCase")]
 struct CreateBucketConfiguration {
     location_constraint: Option<String>,
+    location: Option<LocationInfo>,
+    bucket: Option<BucketInfo>,
+}
+
+/// `<Location><Type>AvailabilityZone</Type><Name>zone-id</Name></Location>` (directory buckets).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct LocationInfo {
+    #[serde(rename = "Type")]
+    kind: Option<String>,
+    name: Option<String>,
+}
+
+/// `<Bucket><DataRedundancy>SingleAvailabilityZone</DataRedundancy><Type>Directory</Type></Bucket>`.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct BucketInfo {
+    data_redundancy: Option<String>,
+    #[serde(rename = "Type")]
+    kind: Option<String>,
+}
+
+/// Checks a directory bucket's CreateBucketConfiguration against its name (seed 001: "Bucket
+/// names must also follow the format bucket-base-name--zone-id--x-s3").
+fn check_directory_config(name: &str, cfg: &CreateBucketConfiguration) -> S3Result<()> {
+    let zone = crate::directory::validate_name(name)?;
+    let invalid = |what: &str| {
+        s3_error!(
+            InvalidArgument,
+            "Invalid {what} for a directory bucket: expected <Location><Type>AvailabilityZone</Type><Name>{zone}</Name></Location> and <Bucket><Type>Directory</Type></Bucket>"
+        )
+    };
+    let loc = cfg.location.as_ref().ok_or_else(|| invalid("Location"))?;
+    if !matches!(
+        loc.kind.as_deref(),
+        Some("AvailabilityZone") | Some("LocalZone")
+    ) {
+        return Err(invalid("Location Type"));
+    }
+    if loc.name.as_deref() != Some(zone) {
+        return Err(invalid("Location Name"));
+    }
+    let b = cfg.bucket.as_ref().ok_or_else(|| invalid("Bucket"))?;
+    if b.kind.as_deref() != Some("Directory") {
+        return Err(invalid("Bucket Type"));
+    }
+    if !matches!(
+        b.data_redundancy.as_deref(),
+        None | Some("SingleAvailabilityZone") | Some("SingleLocalZone")
+    ) {
+        return Err(invalid("DataRedundancy"));
+    }
+    if cfg.location_constraint.is_some() {
+        return Err(invalid("LocationConstraint"));
+    }
+    Ok(())
 }
 
 /// CreateBucket.
 pub async fn create(ctx: ReqCtx, body: Body) -> S3Result<Response> {
     let name = ctx.bucket().to_string();
-    validate_bucket_name(&name)?;
+    let directory = crate::directory::is_directory_name(&name);
+    if !directory {
+        validate_bucket_name(&name)?;
+    }
     let raw = read_body(&ctx, body).await?;
     let cfg: CreateBucketConfiguration = if raw.iter().all(u8::is_ascii_whitespace) {
         CreateBucketConfiguration::default()
     } else {
         xml::parse(&raw)?
     };
+    if directory {
+        check_directory_config(&name, &cfg)?;
+    } else if cfg.bucket.is_some() || cfg.location.is_some() {
+        // Directory bucket configuration on a general purpose name.
+        return Err(
+            s3_error!(InvalidBucketName, "The specified bucket is not valid.")
+                .with_detail("BucketName", &name),
+        );
+    }
     let region = match cfg.location_constraint.as_deref() {
+        None | Some("") if directory => ctx.state.config.region.clone(),
         None | Some("") => "us-east-1".to_string(),
         Some("us-east-1") => {
             return Err(s3_error!(
@@ -108,7 +177,7 @@ pub async fn create(ctx: ReqCtx, body: Body) -> S3Result<Response> {
         object_lock_enabled: object_lock,
         default_retention: None,
         encryption: None,
-        directory: false,
+        directory,
     };
     ctx.state.meta.apply(Command::CreateBucket(record)).await?;
     Ok(response(

@@ -131,10 +131,91 @@ pub async fn put(ctx: ReqCtx, body: Body) -> S3Result<Response> {
     let mut bucket = ctx.state.meta.get_bucket(ctx.bucket()).await?;
     require_body_digest(&ctx)?;
     let raw = read_body(&ctx, body).await?;
-    let rule = parse_config(&raw)?;
+    let mut rule = parse_config(&raw)?;
+    if bucket.directory {
+        directory_rule(&ctx, &bucket, &mut rule).await?;
+    }
     bucket.encryption = Some(rule);
     ctx.state.meta.apply(Command::UpdateBucket(bucket)).await?;
     Ok(empty(StatusCode::OK))
+}
+
+/// The rules of seeds 001 and 002 for a directory bucket's default encryption: AES256 or aws:kms
+/// only, a customer managed key named by key ID or key ARN (validated now), one such key for the
+/// bucket's lifetime, S3 Bucket Keys always on.
+async fn directory_rule(
+    ctx: &ReqCtx,
+    bucket: &coffer_meta::BucketRecord,
+    rule: &mut BucketEncryption,
+) -> S3Result<()> {
+    // The key of an earlier SSE-KMS configuration, kept for the bucket's lifetime.
+    let lifetime_key = bucket
+        .encryption
+        .as_ref()
+        .and_then(|e| e.kms_master_key_id.clone());
+    rule.bucket_key_enabled = true;
+    match rule.sse_algorithm {
+        SseAlgorithm::Aes256 => {
+            rule.kms_master_key_id = lifetime_key;
+            return Ok(());
+        }
+        SseAlgorithm::AwsKms => {}
+        _ => return Err(s3_error!(InvalidArgument, "{}", directory_msg::ALGORITHMS)),
+    }
+    let Some(key) = rule.kms_master_key_id.clone() else {
+        return Err(s3_error!(
+            InvalidArgument,
+            "{}",
+            directory_msg::KEY_REQUIRED
+        ));
+    };
+    if key.starts_with("alias/") || key.contains(":alias/") {
+        return Err(s3_error!(InvalidArgument, "{}", directory_msg::ALIAS));
+    }
+    let meta = match ctx.state.kms.describe_key(&key).await {
+        Ok(m) => m,
+        Err(coffer_kms::KmsError::NotFound(_)) | Err(coffer_kms::KmsError::InvalidArn(_)) => {
+            return Err(
+                s3_error!(InvalidArgument, "{}", directory_msg::KEY_NOT_FOUND)
+                    .with_detail("ArgumentName", "KMSMasterKeyID")
+                    .with_detail("ArgumentValue", key),
+            )
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if meta.key_manager == coffer_kms::KeyManager::Aws {
+        return Err(s3_error!(InvalidArgument, "{}", directory_msg::AWS_MANAGED));
+    }
+    if let Some(old) = lifetime_key {
+        if !crate::directory::same_key(&old, &meta.arn) && !crate::directory::same_key(&old, &key) {
+            return Err(s3_error!(InvalidArgument, "{}", directory_msg::ONE_KEY));
+        }
+    }
+    Ok(())
+}
+
+/// Error messages for directory buckets, in the seeds' words.
+pub mod directory_msg {
+    /// Seed 001.
+    pub const ALGORITHMS: &str = "For directory buckets, there are only two supported values for server-side encryption: AES256 and aws:kms.";
+    /// Seed 002.
+    pub const KEY_REQUIRED: &str = "If you specify --server-side-encryption aws:kms, you must provide an AWS KMS key ID of your customer managed key. Directory buckets don't use an AWS managed key.";
+    /// Seed 001.
+    pub const ALIAS: &str = "When you specify an KMS customer managed key for encryption in your directory bucket, only use the key ID or key ARN. The key alias format of the KMS key isn’t supported.";
+    /// Seed 001: "Amazon S3 validates the KMS key ID provided in PutBucketEncryption requests".
+    pub const KEY_NOT_FOUND: &str =
+        "The KMS key ID provided in the PutBucketEncryption request is not valid.";
+    /// Seed 001.
+    pub const AWS_MANAGED: &str = "The Amazon Web Services managed key ( aws/s3) isn’t supported.";
+    /// Seed 001.
+    pub const ONE_KEY: &str = "Your SSE-KMS configuration can only support 1 customer managed key per directory bucket for the lifetime of the bucket.";
+    /// Seed 002: "you can override the encryption settings to SSE-S3 or to SSE-KMS only if you
+    /// specified the bucket's default encryption with SSE-KMS previously".
+    pub const KMS_NEEDS_DEFAULT: &str = "To encrypt new objects in a directory bucket with SSE-KMS, you must specify SSE-KMS as the directory bucket's default encryption configuration with a KMS key (specifically, a customer managed key).";
+    /// Seed 002.
+    pub const SAME_KEY: &str = "When you specify server-side encryption settings for new objects with SSE-KMS, you must make sure the encryption key is the same customer managed key that you specified for the directory bucket's default encryption configuration.";
+    /// Seed 002.
+    pub const CONTEXT: &str = "For directory buckets, the encryption context value must match the default encryption context — the bucket Amazon Resource Name (ARN). An additional encryption context value is not supported.";
 }
 
 /// Renders a rule as GetBucketEncryption returns it.
@@ -142,7 +223,10 @@ pub fn render(rule: &BucketEncryption) -> String {
     let mut w = XmlWriter::new("ServerSideEncryptionConfiguration");
     w.open("Rule").open("ApplyServerSideEncryptionByDefault");
     w.elem("SSEAlgorithm", algorithm_name(rule.sse_algorithm));
-    w.opt("KMSMasterKeyID", rule.kms_master_key_id.as_deref());
+    // A directory bucket back on AES256 keeps its lifetime key without reporting it.
+    if rule.sse_algorithm != SseAlgorithm::Aes256 {
+        w.opt("KMSMasterKeyID", rule.kms_master_key_id.as_deref());
+    }
     w.close("ApplyServerSideEncryptionByDefault");
     w.elem("BucketKeyEnabled", rule.bucket_key_enabled.to_string());
     if !rule.blocked_encryption_types.is_empty() {
@@ -170,14 +254,29 @@ pub fn default_rule() -> BucketEncryption {
 /// GetBucketEncryption.
 pub async fn get(ctx: ReqCtx) -> S3Result<Response> {
     let bucket = ctx.state.meta.get_bucket(ctx.bucket()).await?;
-    let rule = bucket.encryption.unwrap_or_else(default_rule);
+    let mut rule = bucket.encryption.unwrap_or_else(default_rule);
+    if bucket.directory {
+        // Seed 001: "S3 Bucket Keys are always enabled ... and can't be disabled".
+        rule.bucket_key_enabled = true;
+    }
     Ok(xml_response(render(&rule)))
 }
 
 /// DeleteBucketEncryption: back to the SSE-S3 default.
 pub async fn delete(ctx: ReqCtx) -> S3Result<Response> {
     let mut bucket = ctx.state.meta.get_bucket(ctx.bucket()).await?;
-    bucket.encryption = None;
+    // A directory bucket's customer managed key stays its key for the bucket's lifetime
+    // (seed 002): back to SSE-S3, remembering the key.
+    let lifetime_key = bucket
+        .encryption
+        .as_ref()
+        .and_then(|e| e.kms_master_key_id.clone())
+        .filter(|_| bucket.directory);
+    bucket.encryption = lifetime_key.map(|k| BucketEncryption {
+        kms_master_key_id: Some(k),
+        bucket_key_enabled: true,
+        ..default_rule()
+    });
     ctx.state.meta.apply(Command::UpdateBucket(bucket)).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }

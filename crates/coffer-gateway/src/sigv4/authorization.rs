@@ -77,7 +77,7 @@ fn payload_hash(
             let value = value.to_str().unwrap_or("<non-ASCII>");
             Ok((value.to_owned(), Declared::parse(value)?))
         }
-        None if service == "s3" => Err(s3_error!(
+        None if service == "s3" || service == "s3express" => Err(s3_error!(
             InvalidRequest,
             "Missing required header for this request: x-amz-content-sha256"
         )),

@@ -16,7 +16,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from harness import assert_client_error, assert_raw_error
-from sse_common import ACCOUNT, kms_client, new_key, sse_headers
+from sse_common import ACCOUNT, b64_context, kms_client, new_key, sse_headers
 
 ZONE = "use1-az4"
 
@@ -45,6 +45,10 @@ SAME_KEY_MSG = (
     "When you specify server-side encryption settings for new objects with SSE-KMS, you must make sure the "
     "encryption key is the same customer managed key that you specified for the directory bucket's default "
     "encryption configuration."
+)
+CONTEXT_MSG = (
+    "For directory buckets, the encryption context value must match the default encryption context \u2014 the "
+    "bucket Amazon Resource Name (ARN). An additional encryption context value is not supported."
 )
 UPDATE_REFUSED_MSG = "This operation is not supported for directory buckets."
 
@@ -375,3 +379,78 @@ def test_boto3_signs_with_session_credentials(server):
     later = [h for url, h in seen[1:]]
     assert later and all("x-amz-s3session-token" in h for h in later)
     assert all(b"/s3express/aws4_request" in h["Authorization"] for h in later)
+
+
+# seed 002: "the encryption settings that you provide in the CreateMultipartUpload request must match the
+# default encryption configuration of the destination bucket."
+def test_multipart_upload_uses_bucket_key_and_default(s3, kms, dbucket):
+    a, b = new_key(kms), new_key(kms)
+    put_default(s3, dbucket, "aws:kms", a["KeyId"])
+    with pytest.raises(ClientError) as e:
+        s3.create_multipart_upload(Bucket=dbucket, Key="m", ServerSideEncryption="aws:kms", SSEKMSKeyId=b["KeyId"])
+    assert_client_error(e, "InvalidArgument", 400, SAME_KEY_MSG)
+    up = s3.create_multipart_upload(Bucket=dbucket, Key="m")
+    assert up["ServerSideEncryption"] == "aws:kms"
+    assert up["BucketKeyEnabled"] is True
+    part = b"p" * (5 * 1024 * 1024)
+    e1 = s3.upload_part(Bucket=dbucket, Key="m", UploadId=up["UploadId"], PartNumber=1, Body=part)["ETag"]
+    e2 = s3.upload_part(Bucket=dbucket, Key="m", UploadId=up["UploadId"], PartNumber=2, Body=b"tail")["ETag"]
+    s3.complete_multipart_upload(
+        Bucket=dbucket, Key="m", UploadId=up["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]},
+    )
+    got = s3.get_object(Bucket=dbucket, Key="m")
+    assert got["Body"].read() == part + b"tail"
+    assert got["SSEKMSKeyId"] == a["Arn"] and got["BucketKeyEnabled"] is True
+
+
+# seed 002: "If you specify x-amz-server-side-encryption:aws:kms, ... The value must match the default
+# encryption context — the bucket Amazon Resource Name (ARN). An additional encryption context value is
+# not supported."
+def test_encryption_context_must_be_the_bucket_arn(s3, kms, dbucket):
+    key = new_key(kms)
+    put_default(s3, dbucket, "aws:kms", key["KeyId"])
+    arn = f"arn:aws:s3:::{dbucket}"
+    ok = s3.put_object(
+        Bucket=dbucket, Key="k", Body=b"x", ServerSideEncryption="aws:kms",
+        SSEKMSEncryptionContext=b64_context({"aws:s3:arn": arn}),
+    )
+    assert ok["ServerSideEncryption"] == "aws:kms"
+    for ctx in ({"aws:s3:arn": arn, "extra": "v"}, {"aws:s3:arn": f"{arn}/k"}):
+        with pytest.raises(ClientError) as e:
+            s3.put_object(
+                Bucket=dbucket, Key="k", Body=b"x", ServerSideEncryption="aws:kms",
+                SSEKMSEncryptionContext=b64_context(ctx),
+            )
+        assert_client_error(e, "InvalidArgument", 400, CONTEXT_MSG)
+
+
+# seed 002: "If your object uses SSE-KMS, don't send encryption request headers for GET requests and HEAD
+# requests, or you'll get an HTTP 400 BadRequest error."
+def test_sse_headers_on_get_refused(s3, kms, dbucket, raw):
+    key = new_key(kms)
+    put_default(s3, dbucket, "aws:kms", key["KeyId"])
+    s3.put_object(Bucket=dbucket, Key="k", Body=b"x")
+    resp = raw("GET", dbucket, "k", headers={"x-amz-server-side-encryption": "aws:kms"})
+    assert resp.status == 400, resp
+
+
+# seed 002: "S3 Bucket Keys are always enabled for GET and PUT operations in a directory bucket and can't be
+# disabled. S3 Bucket Keys aren't supported, when you copy SSE-KMS encrypted objects ... In this case,
+# Amazon S3 makes a call to AWS KMS every time a copy request is made for a KMS-encrypted object."
+def test_bucket_keys_save_kms_calls_but_copies_call_kms(server, s3, kms, dbucket):
+    from test_bucket_keys_kms_calls import delta, kms_calls
+
+    key = new_key(kms)
+    put_default(s3, dbucket, "aws:kms", key["KeyId"], bucket_key=False)
+    before = kms_calls(server)
+    for i in range(20):
+        s3.put_object(Bucket=dbucket, Key=f"k{i}", Body=b"x", BucketKeyEnabled=False)
+    after = kms_calls(server)
+    gdk = delta(after, before, "GenerateDataKey") + delta(after, before, "GenerateDataKeyWithoutPlaintext")
+    assert gdk <= 2, after
+    before = kms_calls(server)
+    for i in range(3):
+        s3.copy_object(Bucket=dbucket, Key=f"c{i}", CopySource={"Bucket": dbucket, "Key": "k0"})
+    after = kms_calls(server)
+    assert delta(after, before, "GenerateDataKey") == 3, after

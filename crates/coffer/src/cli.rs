@@ -21,6 +21,8 @@ pub enum Command {
     Dev(DevArgs),
     /// The key-management role alone: the KMS over gRPC (for gateways) and the AWS KMS JSON API.
     Kms(KmsArgs),
+    /// One member of the metadata Raft group: Raft and the metadata gRPC API on one address.
+    Meta(MetaArgs),
     /// Manage KMS keys and aliases through the AWS KMS API of `coffer dev` or `coffer kms`.
     Admin(AdminArgs),
 }
@@ -90,6 +92,42 @@ pub struct KmsArgs {
     /// Seconds between two maintenance runs (deletions due, automatic rotations).
     #[arg(long, default_value_t = 300)]
     pub maintenance_interval_secs: u64,
+}
+
+/// `coffer meta`.
+#[derive(Debug, Args)]
+pub struct MetaArgs {
+    /// This member's id: unique in the group, never reused for another member.
+    #[arg(long)]
+    pub id: u64,
+    /// Data directory (the Raft log, the metadata state, snapshots).
+    #[arg(
+        long,
+        default_value = "./coffer-meta-data",
+        env = "COFFER_META_DATA_DIR"
+    )]
+    pub data_dir: PathBuf,
+    /// Listen address of Raft and of the metadata gRPC API; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:9200", env = "COFFER_META_LISTEN")]
+    pub listen: SocketAddr,
+    /// The address the other members and the gateways reach this member at (default: its
+    /// address in `--initial-members`, else the bound address). It must not change.
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Bootstrap a new group whose voters are `1=host:port,2=host:port,...` (this member
+    /// included). Harmless when the member restarts.
+    #[arg(long, conflicts_with = "join")]
+    pub initial_members: Option<String>,
+    /// Join an existing group through any of its members (`host:port`): this member is added
+    /// as a learner; a membership change makes it a voter.
+    #[arg(long)]
+    pub join: Option<String>,
+    /// Written once the member runs (and has joined): JSON with its id and addresses.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+    /// Build a snapshot, and purge the log before it, every this many applied entries.
+    #[arg(long, default_value_t = 10_000)]
+    pub snapshot_logs: u64,
 }
 
 /// `coffer admin`.

@@ -4,6 +4,7 @@
 //! - [`cli`]: the command line (clap derive).
 //! - `cmd/dev.rs`: `coffer dev`, every role in one process on one data directory.
 //! - `cmd/kms.rs`: `coffer kms`, the key-management role alone (gRPC + AWS KMS JSON API).
+//! - `cmd/meta.rs`: `coffer meta`, one member of the metadata Raft group.
 //! - `cmd/admin.rs`: `coffer admin`, key and alias management over the AWS KMS JSON API.
 //! - `cmd/common.rs`: pieces shared by the roles (signals, ready files, secrets on disk,
 //!   credentials, the local keystore's config, the default key).
@@ -18,7 +19,8 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // openraft logs its whole state at info on every start.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -4,6 +4,7 @@ mod admin;
 mod common;
 mod dev;
 mod kms;
+mod meta;
 
 use crate::cli::{Cli, Command};
 
@@ -15,6 +16,7 @@ pub async fn run(cli: Cli) -> Result<(), CmdError> {
     match cli.command {
         Command::Dev(args) => dev::run(args).await,
         Command::Kms(args) => kms::run(args).await,
+        Command::Meta(args) => meta::run(args).await,
         Command::Admin(args) => admin::run(args).await,
     }
 }

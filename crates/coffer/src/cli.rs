@@ -39,6 +39,10 @@ pub struct DevArgs {
     /// Admin listen address (`/health/live`, `/health/ready`, `/metrics`).
     #[arg(long, default_value = "127.0.0.1:9001", env = "COFFER_ADMIN_LISTEN")]
     pub admin_listen: SocketAddr,
+    /// Listen address of the single-member metadata group (Raft and the metadata gRPC API);
+    /// port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0", env = "COFFER_META_LISTEN")]
+    pub meta_listen: SocketAddr,
     /// Written after the listeners are bound: JSON with the bound addresses.
     #[arg(long)]
     pub ready_file: Option<PathBuf>,

@@ -1,7 +1,11 @@
-//! `coffer dev`: every role in one process on one data directory. The KMS is the local keystore
-//! in the data directory, or a remote `coffer kms` over gRPC (`--kms-endpoint`).
+//! `coffer dev`: every role in one process on one data directory. The metadata is a
+//! single-member Raft group (the code `coffer meta` runs, in `<data>/meta-raft`); the KMS is the
+//! local keystore in the data directory, or a remote `coffer kms` over gRPC (`--kms-endpoint`).
 
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +13,8 @@ use std::time::{Duration, Instant};
 use coffer_gateway::{AppState, GatewayConfig};
 use coffer_kms::grpc::{ClientConfig, GrpcKmsClient};
 use coffer_kms::{CreateKeyRequest, Kms, KmsError};
-use coffer_meta::{Command, MetaClient};
+use coffer_meta::{Command, MetaClient, MetaNode};
+use coffer_raft::RaftConfig;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
@@ -27,11 +32,19 @@ const REMOTE_KMS_STARTUP_WAIT: Duration = Duration::from_secs(30);
 /// How long the servers may drain connections after SIGINT/SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// The metadata directory of the Raft member, and the one of the pre-Raft format it imports.
+const META_DIR: &str = "meta-raft";
+const LEGACY_META_DIR: &str = "meta";
+/// Where a pre-Raft metadata directory is moved once imported.
+const IMPORTED_META_DIR: &str = "meta.pre-raft";
+
 /// What the ready file says.
 #[derive(Serialize)]
 struct Ready<'a> {
     s3: String,
     admin: String,
+    /// The metadata member's address (Raft and the metadata gRPC API).
+    meta: String,
     region: &'a str,
     access_key_id: &'a str,
     default_kms_key_arn: &'a str,
@@ -56,8 +69,9 @@ pub async fn run(args: DevArgs) -> Result<(), CmdError> {
                 .await?
         }
     };
-    let meta: Arc<dyn MetaClient> =
-        Arc::new(coffer_meta::local::LocalMeta::open(&data.join("meta"))?);
+    let meta_node = start_meta(&data, args.meta_listen).await?;
+    let meta_addr = meta_node.local_addr();
+    let meta: Arc<dyn MetaClient> = Arc::new(meta_node.client());
     let blobs = Arc::new(coffer_blob::local::LocalBlobStore::open(
         data.join("blobs"),
     )?);
@@ -107,6 +121,7 @@ pub async fn run(args: DevArgs) -> Result<(), CmdError> {
     println!("Coffer dev is running.");
     println!("  S3 endpoint:       http://{s3_addr}");
     println!("  Admin endpoint:    http://{admin_addr}");
+    println!("  Meta endpoint:     {meta_addr} (single-member Raft group, gRPC)");
     println!("  Region:            {}", args.region);
     print_credentials(&creds, generated, &data);
     println!("  Default KMS key:   {default_key_arn} ({DEFAULT_KEY_ALIAS})");
@@ -120,6 +135,7 @@ pub async fn run(args: DevArgs) -> Result<(), CmdError> {
         let r = Ready {
             s3: s3_addr.to_string(),
             admin: admin_addr.to_string(),
+            meta: meta_addr.to_string(),
             region: &args.region,
             access_key_id: &creds.access_key_id,
             default_kms_key_arn: &default_key_arn,
@@ -138,7 +154,39 @@ pub async fn run(args: DevArgs) -> Result<(), CmdError> {
     if let Some(m) = maintenance {
         let _ = m.await;
     }
+    drop(state);
+    meta_node.shutdown().await?;
     Ok(())
+}
+
+/// Starts the metadata as a single-member Raft group in `<data>/meta-raft`, listening on
+/// `listen`. A metadata directory of the pre-Raft format (`<data>/meta`, `LocalMeta`) is
+/// imported first, then compacted into a snapshot and moved to `<data>/meta.pre-raft`.
+async fn start_meta(data: &Path, listen: SocketAddr) -> Result<MetaNode, CmdError> {
+    let dir = data.join(META_DIR);
+    let legacy = data.join(LEGACY_META_DIR);
+    let import = legacy.join("CURRENT").exists();
+    if import {
+        let (from, to) = (legacy.clone(), dir.clone());
+        let imported =
+            tokio::task::spawn_blocking(move || MetaNode::import_local_state(&from, &to)).await??;
+        tracing::info!(imported, from = %legacy.display(), "pre-Raft metadata directory found");
+    }
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let node = MetaNode::start(1, &dir, listener, RaftConfig::default()).await?;
+    // Bootstraps the group on the first start; a no-op afterwards (a single member does not
+    // need its recorded address to stay valid).
+    node.initialize(BTreeMap::from([(1, addr.to_string())]))
+        .await?;
+    if import {
+        node.compact().await?;
+        std::fs::rename(&legacy, data.join(IMPORTED_META_DIR))?;
+        tracing::info!(
+            "imported the pre-Raft metadata; the old directory is now {IMPORTED_META_DIR}"
+        );
+    }
+    Ok(node)
 }
 
 /// Runs a startup step against the KMS, retrying while the KMS is unreachable (a remote

@@ -454,3 +454,23 @@ def test_bucket_keys_save_kms_calls_but_copies_call_kms(server, s3, kms, dbucket
         s3.copy_object(Bucket=dbucket, Key=f"c{i}", CopySource={"Bucket": dbucket, "Key": "k0"})
     after = kms_calls(server)
     assert delta(after, before, "GenerateDataKey") == 3, after
+
+
+# seed 001: "Directory bucket names must be unique in the chosen Zone" — ListDirectoryBuckets lists them,
+# ListBuckets lists general purpose buckets only.
+def test_list_directory_buckets(s3, dbucket, bucket):
+    names = []
+    token = None
+    while True:
+        kw = {"MaxDirectoryBuckets": 2}
+        if token:
+            kw["ContinuationToken"] = token
+        page = s3.list_directory_buckets(**kw)
+        names += [b["Name"] for b in page["Buckets"]]
+        token = page.get("ContinuationToken")
+        if not token:
+            break
+    assert dbucket in names and bucket not in names
+    assert len(names) == len(set(names))
+    general = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert bucket in general and dbucket not in general

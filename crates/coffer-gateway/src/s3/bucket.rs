@@ -228,6 +228,12 @@ pub async fn delete(ctx: ReqCtx) -> S3Result<Response> {
 /// ListBuckets.
 pub async fn list(ctx: ReqCtx) -> S3Result<Response> {
     let buckets = ctx.state.meta.list_buckets().await?;
+    // `GET /` signed for `s3express` is ListDirectoryBuckets; ListBuckets lists general purpose
+    // buckets only.
+    if crate::directory::signing_service(&ctx.parts) == "s3express" {
+        return list_directory(&ctx, &buckets);
+    }
+    let buckets: Vec<_> = buckets.into_iter().filter(|b| !b.directory).collect();
     let prefix = ctx.query("prefix").unwrap_or("");
     let mut w = XmlWriter::new("ListAllMyBucketsResult");
     w.open("Owner")
@@ -247,6 +253,46 @@ pub async fn list(ctx: ReqCtx) -> S3Result<Response> {
         w.elem("Prefix", prefix);
     }
     Ok(xml_response(w.finish("ListAllMyBucketsResult")))
+}
+
+/// ListDirectoryBuckets (`max-directory-buckets`, `continuation-token`: the last name listed).
+fn list_directory(ctx: &ReqCtx, buckets: &[BucketRecord]) -> S3Result<Response> {
+    let max = match ctx.query("max-directory-buckets") {
+        None => 1000,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                s3_error!(InvalidArgument, "Invalid max-directory-buckets")
+                    .with_detail("ArgumentName", "max-directory-buckets")
+                    .with_detail("ArgumentValue", v)
+            })?,
+    };
+    let after = ctx.query("continuation-token").unwrap_or("");
+    let mut dirs: Vec<&BucketRecord> = buckets
+        .iter()
+        .filter(|b| b.directory && b.name.as_str() > after)
+        .collect();
+    dirs.sort_by(|a, b| a.name.cmp(&b.name));
+    let more = dirs.len() > max;
+    dirs.truncate(max);
+    let mut w = XmlWriter::new("ListAllMyDirectoryBucketsResult");
+    w.open("Buckets");
+    for b in &dirs {
+        w.open("Bucket")
+            .elem("Name", &b.name)
+            .elem("CreationDate", iso8601_ms(b.created_ms))
+            .elem("BucketRegion", &b.region)
+            .close("Bucket");
+    }
+    w.close("Buckets");
+    if more {
+        if let Some(last) = dirs.last() {
+            w.elem("ContinuationToken", &last.name);
+        }
+    }
+    Ok(xml_response(w.finish("ListAllMyDirectoryBucketsResult")))
 }
 
 /// GetBucketLocation: empty for us-east-1, as S3 answers.

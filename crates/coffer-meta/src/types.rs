@@ -338,6 +338,7 @@ pub enum Command {
         /// Version (`None` = current).
         version_id: Option<String>,
         /// New retention (`Some(None)` clears it).
+        #[serde(default, with = "double_option")]
         retention: Option<Option<Retention>>,
         /// New legal hold.
         legal_hold: Option<bool>,
@@ -497,4 +498,62 @@ pub struct StateDigest {
     pub entries: u64,
     /// SHA-256 of the records, in lowercase hex.
     pub sha256: String,
+}
+
+/// Serde for `Option<Option<T>>` that keeps `Some(None)` apart from `None` in formats that write
+/// both as nil (MessagePack, JSON): `None` is nil, `Some(x)` an array of zero or one element.
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer, T: Serialize>(
+        v: &Option<Option<T>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            None => s.serialize_none(),
+            Some(inner) => s.serialize_some(&inner.iter().collect::<Vec<_>>()),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        let v: Option<Vec<T>> = Option::deserialize(d)?;
+        Ok(v.map(|v| v.into_iter().next()))
+    }
+}
+
+#[cfg(test)]
+mod double_option_tests {
+    use super::*;
+
+    #[test]
+    fn clearing_a_retention_survives_encoding() {
+        let retention = Retention {
+            mode: "GOVERNANCE".into(),
+            retain_until: "2023-11-14T22:13:20Z".into(),
+            retain_until_ms: 1_700_000_000_000,
+        };
+        for r in [None, Some(None), Some(Some(retention))] {
+            let cmd = Command::UpdateObjectLock {
+                bucket: "b".into(),
+                key: "k".into(),
+                version_id: None,
+                retention: r.clone(),
+                legal_hold: None,
+                bypass_governance: true,
+                now_ms: 1,
+            };
+            let bytes = rmp_serde::to_vec_named(&cmd).unwrap();
+            match rmp_serde::from_slice::<Command>(&bytes).unwrap() {
+                Command::UpdateObjectLock { retention, .. } => assert_eq!(retention, r),
+                other => panic!("{other:?}"),
+            }
+            let json = serde_json::to_vec(&cmd).unwrap();
+            match serde_json::from_slice::<Command>(&json).unwrap() {
+                Command::UpdateObjectLock { retention, .. } => assert_eq!(retention, r),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
 }

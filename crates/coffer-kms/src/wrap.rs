@@ -1,9 +1,7 @@
-//! AES-256-GCM sealing of small secrets (key material, data keys), `nonce ‖ ct ‖ tag`.
-//!
-//! Same contract as `coffer_crypto::wrap`; kept private here until that crate lands so the
-//! KMS does not block on it.
+//! AES-256-GCM sealing of small secrets (key material, data keys), `nonce ‖ ct ‖ tag`:
+//! `coffer_crypto::wrap` with the KMS's error types.
 
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use ring::aead::NONCE_LEN;
 use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::Zeroizing;
 
@@ -12,28 +10,12 @@ use crate::KmsError;
 /// Length of the nonce prefix of a sealed value.
 pub(crate) const NONCE_BYTES: usize = NONCE_LEN;
 /// Length of the GCM tag suffix of a sealed value.
-pub(crate) const TAG_BYTES: usize = 16;
-
-fn key(kek: &[u8; 32]) -> LessSafeKey {
-    // AES_256_GCM accepts any 32-byte key; this cannot fail.
-    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, kek).expect("32-byte AES-256 key"))
-}
+pub(crate) const TAG_BYTES: usize = coffer_crypto::TAG_LEN;
 
 /// Seals `pt` under `kek` with a random nonce, binding `aad`.
 pub(crate) fn seal(kek: &[u8; 32], pt: &[u8], aad: &[u8]) -> Result<Vec<u8>, KmsError> {
-    let nonce_bytes = random_bytes::<NONCE_BYTES>()?;
-    let mut out = Vec::with_capacity(NONCE_BYTES + pt.len() + TAG_BYTES);
-    out.extend_from_slice(&nonce_bytes);
-    out.extend_from_slice(pt);
-    let tag = key(kek)
-        .seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key(nonce_bytes),
-            Aad::from(aad),
-            &mut out[NONCE_BYTES..],
-        )
-        .map_err(|_| KmsError::Internal("AES-GCM seal failed".into()))?;
-    out.extend_from_slice(tag.as_ref());
-    Ok(out)
+    coffer_crypto::wrap::seal(kek, pt, aad)
+        .map_err(|e| KmsError::Internal(format!("AES-GCM seal failed: {e}")))
 }
 
 /// Opens a value made by [`seal`]; any mismatch (key, AAD, truncation) is one opaque error.
@@ -42,18 +24,7 @@ pub(crate) fn open(
     sealed: &[u8],
     aad: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
-    if sealed.len() < NONCE_BYTES + TAG_BYTES {
-        return Err(OpenError);
-    }
-    let (nonce, ct) = sealed.split_at(NONCE_BYTES);
-    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| OpenError)?;
-    let mut buf = Zeroizing::new(ct.to_vec());
-    let len = key(kek)
-        .open_in_place(nonce, Aad::from(aad), &mut buf)
-        .map_err(|_| OpenError)?
-        .len();
-    buf.truncate(len);
-    Ok(buf)
+    coffer_crypto::wrap::open(kek, sealed, aad).map_err(|_| OpenError)
 }
 
 /// A sealed value did not authenticate.

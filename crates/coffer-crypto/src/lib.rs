@@ -18,9 +18,7 @@ pub mod error;
 pub mod kdf;
 pub mod wrap;
 
-pub use chunk::{
-    BlobCipher, ChunkLayout, ChunkSealer, LayeredCipher, DEFAULT_CHUNK_SIZE, TAG_LEN,
-};
+pub use chunk::{BlobCipher, ChunkLayout, ChunkSealer, LayeredCipher, DEFAULT_CHUNK_SIZE, TAG_LEN};
 pub use dek::{random_bytes, DataKey, DEK_LEN};
 pub use error::CryptoError;
 pub use kdf::{hkdf_sha256, hmac_sha256, hmac_sha256_verify};

@@ -475,6 +475,14 @@ pub fn outer_layer_context(context: &BTreeMap<String, String>) -> BTreeMap<Strin
 
 /// The account's AWS-managed-style key for S3 (`alias/aws/s3`), created on first use.
 pub async fn aws_managed_s3_key(state: &AppState) -> S3Result<String> {
+    state
+        .aws_managed_s3_key
+        .get_or_try_init(|| resolve_aws_managed_s3_key(state))
+        .await
+        .cloned()
+}
+
+async fn resolve_aws_managed_s3_key(state: &AppState) -> S3Result<String> {
     const ALIAS: &str = "alias/aws/s3";
     match state.kms.describe_key(ALIAS).await {
         Ok(meta) => Ok(meta.arn),

@@ -76,6 +76,10 @@ pub struct AppState {
     pub bucket_keys: crate::bucket_keys::BucketKeyCache,
     /// Directory bucket sessions (CreateSession).
     pub sessions: crate::directory::Sessions,
+    /// The ARN behind `alias/aws/s3` once known: resolved (or created) on first use instead of
+    /// a KMS DescribeKey on every SSE-KMS request without a key ID. Users cannot retarget the
+    /// reserved alias.
+    pub aws_managed_s3_key: tokio::sync::OnceCell<String>,
 }
 
 impl AppState {
@@ -102,6 +106,7 @@ impl AppState {
             metrics,
             bucket_keys: Default::default(),
             sessions: Default::default(),
+            aws_managed_s3_key: tokio::sync::OnceCell::new(),
         }
     }
 }

@@ -4,11 +4,14 @@
 //! # Layout
 //! - [`BlobStore`] / [`BlobWriter`]: the interface gateways use.
 //! - [`local`]: files under a data directory, fsynced before a write is acknowledged.
+//! - [`grpc`]: a blob node serving a local store over gRPC (`proto/blob.proto`), and the
+//!   client gateways use to reach it.
 #![warn(missing_docs)]
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub mod grpc;
 pub mod local;
 
 /// A blob's id: 16 random bytes, named in hex on disk.

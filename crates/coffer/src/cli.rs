@@ -23,6 +23,8 @@ pub enum Command {
     Kms(KmsArgs),
     /// One member of the metadata Raft group: Raft and the metadata gRPC API on one address.
     Meta(MetaArgs),
+    /// A blob node: sealed chunks under a data directory, served to gateways over gRPC.
+    Blob(BlobArgs),
     /// Manage KMS keys and aliases through the AWS KMS API of `coffer dev` or `coffer kms`.
     Admin(AdminArgs),
 }
@@ -132,6 +134,24 @@ pub struct MetaArgs {
     /// Build a snapshot, and purge the log before it, every this many applied entries.
     #[arg(long, default_value_t = 10_000)]
     pub snapshot_logs: u64,
+}
+
+/// `coffer blob`.
+#[derive(Debug, Args)]
+pub struct BlobArgs {
+    /// Data directory (the blobs, and the temp files of writes in progress).
+    #[arg(
+        long,
+        default_value = "./coffer-blob-data",
+        env = "COFFER_BLOB_DATA_DIR"
+    )]
+    pub data_dir: PathBuf,
+    /// gRPC listen address (`proto/blob.proto`, for gateways); port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:9300", env = "COFFER_BLOB_LISTEN")]
+    pub listen: SocketAddr,
+    /// Written after the listener is bound: JSON with the bound address and the pid.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
 }
 
 /// `coffer admin`.

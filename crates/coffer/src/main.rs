@@ -5,6 +5,7 @@
 //! - `cmd/dev.rs`: `coffer dev`, every role in one process on one data directory.
 //! - `cmd/kms.rs`: `coffer kms`, the key-management role alone (gRPC + AWS KMS JSON API).
 //! - `cmd/meta.rs`: `coffer meta`, one member of the metadata Raft group.
+//! - `cmd/blob.rs`: `coffer blob`, a blob node serving sealed chunks over gRPC.
 //! - `cmd/admin.rs`: `coffer admin`, key and alias management over the AWS KMS JSON API.
 //! - `cmd/common.rs`: pieces shared by the roles (signals, ready files, secrets on disk,
 //!   credentials, the local keystore's config, the default key).

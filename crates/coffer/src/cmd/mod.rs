@@ -1,6 +1,7 @@
 //! The subcommands.
 
 mod admin;
+mod blob;
 mod common;
 mod dev;
 mod kms;
@@ -17,6 +18,7 @@ pub async fn run(cli: Cli) -> Result<(), CmdError> {
         Command::Dev(args) => dev::run(args).await,
         Command::Kms(args) => kms::run(args).await,
         Command::Meta(args) => meta::run(args).await,
+        Command::Blob(args) => blob::run(args).await,
         Command::Admin(args) => admin::run(args).await,
     }
 }

@@ -437,6 +437,7 @@ def test_faults_under_load(stack, world):
         print(f"meta leader: {leader}")
         run(["docker", "kill", stack.container(leader)])
         writers.wait_progress(f"{leader} (the old leader) down")
+        assert meta_leader(stack) != leader
         run(["docker", "start", stack.container(leader)])
         stack.wait_healthy([leader])
         writers.wait_progress(f"{leader} back")
@@ -454,6 +455,7 @@ def test_faults_under_load(stack, world):
         cid = stack.container(leader)
         run(["docker", "network", "disconnect", net, cid])
         writers.wait_progress(f"{leader} (the leader) partitioned away")
+        assert meta_leader(stack) != leader  # as the reachable members see it
         run(["docker", "network", "connect", "--alias", leader, net, cid])
         writers.wait_progress(f"{leader} reconnected")
 

@@ -73,7 +73,7 @@ else
     # The project's one build command (same feature resolution as the tests, so RocksDB is
     # compiled once per profile).
     if [[ $PROFILE == release ]]; then
-      (cd "$ROOT" && cargo build --release --workspace --bins)
+      (cd "$ROOT" && cargo build --release --workspace --bins --benches) # as the README builds the benches
     else
       (cd "$ROOT" && cargo build --workspace --bins --tests --benches)
     fi

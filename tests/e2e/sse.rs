@@ -4,8 +4,9 @@
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    ObjectEncryption, ServerSideEncryption, ServerSideEncryptionByDefault,
-    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, SsekmsEncryption,
+    BlockedEncryptionTypes, EncryptionType, ObjectEncryption, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    SsekmsEncryption,
 };
 use base64::Engine;
 use coffer_tests::{body_of, bucket_name, md5_hex, Coffer};
@@ -26,6 +27,60 @@ async fn put_static(
         .send()
         .await
         .unwrap()
+}
+
+/// PutBucketEncryption with this one rule.
+async fn put_rule(s3: &aws_sdk_s3::Client, bucket: &str, rule: ServerSideEncryptionRule) {
+    s3.put_bucket_encryption()
+        .bucket(bucket)
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder()
+                .rules(rule)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+/// PutBucketEncryption with SSE-S3 as the default and `blocked` as `BlockedEncryptionTypes`.
+async fn set_blocked(s3: &aws_sdk_s3::Client, bucket: &str, blocked: EncryptionType) {
+    let default = ServerSideEncryptionByDefault::builder()
+        .sse_algorithm(ServerSideEncryption::Aes256)
+        .build()
+        .unwrap();
+    let blocked = BlockedEncryptionTypes::builder()
+        .encryption_type(blocked)
+        .build();
+    let rule = ServerSideEncryptionRule::builder()
+        .apply_server_side_encryption_by_default(default)
+        .blocked_encryption_types(blocked)
+        .build();
+    put_rule(s3, bucket, rule).await;
+}
+
+/// The `BlockedEncryptionTypes` GetBucketEncryption reports.
+async fn blocked_types(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<EncryptionType> {
+    let got = s3
+        .get_bucket_encryption()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    let rule = &got.server_side_encryption_configuration().unwrap().rules()[0];
+    rule.blocked_encryption_types()
+        .map(|b| b.encryption_type().to_vec())
+        .unwrap_or_default()
+}
+
+/// A PUT without encryption headers gets SSE-S3.
+async fn assert_put_is_sse_s3(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) {
+    let put = put_static(s3, bucket, key, b"sse-s3").await;
+    assert_eq!(
+        put.server_side_encryption(),
+        Some(&ServerSideEncryption::Aes256)
+    );
 }
 
 /// The body of an UpdateObjectEncryption to SSE-KMS under `arn`.
@@ -63,28 +118,16 @@ async fn bucket_default_sse_kms_applies_to_new_objects() {
     );
     put_static(&s3, &bucket, "before", b"before").await;
 
-    s3.put_bucket_encryption()
-        .bucket(&bucket)
-        .server_side_encryption_configuration(
-            ServerSideEncryptionConfiguration::builder()
-                .rules(
-                    ServerSideEncryptionRule::builder()
-                        .apply_server_side_encryption_by_default(
-                            ServerSideEncryptionByDefault::builder()
-                                .sse_algorithm(ServerSideEncryption::AwsKms)
-                                .kms_master_key_id("alias/coffer-default")
-                                .build()
-                                .unwrap(),
-                        )
-                        .bucket_key_enabled(true)
-                        .build(),
-                )
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
+    let default = ServerSideEncryptionByDefault::builder()
+        .sse_algorithm(ServerSideEncryption::AwsKms)
+        .kms_master_key_id("alias/coffer-default")
+        .build()
         .unwrap();
+    let rule = ServerSideEncryptionRule::builder()
+        .apply_server_side_encryption_by_default(default)
+        .bucket_key_enabled(true)
+        .build();
+    put_rule(&s3, &bucket, rule).await;
     let put = put_static(&s3, &bucket, "after", b"after").await;
     assert_eq!(
         put.server_side_encryption(),
@@ -124,11 +167,7 @@ async fn bucket_default_sse_kms_applies_to_new_objects() {
         .send()
         .await
         .unwrap();
-    let put = put_static(&s3, &bucket, "later", b"later").await;
-    assert_eq!(
-        put.server_side_encryption(),
-        Some(&ServerSideEncryption::Aes256)
-    );
+    assert_put_is_sse_s3(&s3, &bucket, "later").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,6 +177,8 @@ async fn sse_kms_dsse_and_sse_c_round_trips() {
     let key_arn = coffer.ready.default_kms_key_arn.clone();
     let bucket = bucket_name("sse-kinds");
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    // New buckets block SSE-C writes (issue 7); this bucket allows them.
+    set_blocked(&s3, &bucket, EncryptionType::None).await;
     let data = body_of(3 * (1 << 20) + 5, 11);
 
     // SSE-KMS with a caller context.
@@ -321,4 +362,79 @@ async fn update_object_encryption_rewraps_without_touching_the_data() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some("NoSuchKey"), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_buckets_block_sse_c_until_put_bucket_encryption_allows_it() {
+    let coffer = Coffer::start();
+    let s3 = coffer.s3().await;
+    let bucket = bucket_name("ssec-block");
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let customer_key = [0x24u8; 32];
+    let key_b64 = B64.encode(customer_key);
+    let key_md5 = B64.encode(md5::Md5::digest(customer_key));
+    let put_ssec = |key: &'static str| {
+        s3.put_object()
+            .bucket(&bucket)
+            .key(key)
+            .sse_customer_algorithm("AES256")
+            .sse_customer_key(&key_b64)
+            .sse_customer_key_md5(&key_md5)
+            .body(ByteStream::from_static(b"customer"))
+            .send()
+    };
+
+    // Issue 7, point 2: a new bucket reports SSE-S3 with SSE-C blocked and refuses SSE-C writes
+    // with 403 AccessDenied.
+    assert_eq!(
+        blocked_types(&s3, &bucket).await,
+        vec![EncryptionType::SseC]
+    );
+    let err = put_ssec("refused").await.unwrap_err();
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(403));
+    assert_eq!(err.code(), Some("AccessDenied"));
+    let err = s3
+        .head_object()
+        .bucket(&bucket)
+        .key("refused")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(404));
+
+    // Point 1 and 2: NONE allows SSE-C again.
+    set_blocked(&s3, &bucket, EncryptionType::None).await;
+    assert_eq!(
+        blocked_types(&s3, &bucket).await,
+        vec![EncryptionType::None]
+    );
+    put_ssec("allowed").await.unwrap();
+
+    // SSE-C again blocks new SSE-C writes; point 3: the existing SSE-C object stays readable
+    // with its key, and deletable.
+    set_blocked(&s3, &bucket, EncryptionType::SseC).await;
+    let err = put_ssec("refused").await.unwrap_err();
+    assert_eq!(err.code(), Some("AccessDenied"));
+    let got = s3
+        .get_object()
+        .bucket(&bucket)
+        .key("allowed")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&key_b64)
+        .sse_customer_key_md5(&key_md5)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.body.collect().await.unwrap().into_bytes().as_ref(),
+        b"customer"
+    );
+    s3.delete_object()
+        .bucket(&bucket)
+        .key("allowed")
+        .send()
+        .await
+        .unwrap();
+    // Other encryption is not affected by the block.
+    assert_put_is_sse_s3(&s3, &bucket, "plain").await;
 }

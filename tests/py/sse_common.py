@@ -80,6 +80,16 @@ def ssec_params(key: bytes) -> dict:
     return {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": key}
 
 
+ALLOW_SSE_C_RULE = {"BlockedEncryptionTypes": {"EncryptionType": ["NONE"]}}
+
+
+def allow_sse_c(s3, bucket: str) -> None:
+    """Allows SSE-C writes to `bucket`: new general purpose buckets block them (S3 since April 2026;
+    issue 7). The rule sets BlockedEncryptionTypes alone (as the S3 user guide's CLI example does), so
+    the bucket's default encryption stays what it was."""
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [ALLOW_SSE_C_RULE]})
+
+
 def copy_source_ssec_params(key: bytes) -> dict:
     return {"CopySourceSSECustomerAlgorithm": "AES256", "CopySourceSSECustomerKey": key}
 

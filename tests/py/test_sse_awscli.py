@@ -10,9 +10,12 @@ import json
 from conftest import unique_bucket
 from sse_common import ACCOUNT, default_key_arn, kms_client, new_key
 
+# A new bucket: SSE-S3, and SSE-C blocked (issue 7).
+SSE_C_BLOCKED = {"BlockedEncryptionTypes": {"EncryptionType": ["SSE-C"]}}
 SSE_S3_DEFAULT = {
     "ServerSideEncryptionConfiguration": {
-        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": False}]
+        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": False,
+                   **SSE_C_BLOCKED}]
     }
 }
 ARN_INVALID = (
@@ -41,8 +44,9 @@ def test_cli_bucket_encryption_round_trip(aws, server):
     out = aws("s3api", "put-bucket-encryption", "--bucket", bucket, "--server-side-encryption-configuration",
               json.dumps(config), json_out=False)
     assert out.stdout.strip() == ""
+    # A rule without BlockedEncryptionTypes keeps the bucket's SSE-C setting (issue 7).
     assert aws("s3api", "get-bucket-encryption", "--bucket", bucket, "--expected-bucket-owner", ACCOUNT) == {
-        "ServerSideEncryptionConfiguration": config
+        "ServerSideEncryptionConfiguration": {"Rules": [{**config["Rules"][0], **SSE_C_BLOCKED}]}
     }
 
     # New objects get the default (seed 001: "If a PUT Object request doesn't specify any server-side

@@ -36,7 +36,13 @@ MISSING_KEY_ID = "1234abcd-12ab-34cd-56ef-1234567890ab"
 
 
 def rules(s3, bucket, **kw) -> list[dict]:
-    return s3.get_bucket_encryption(Bucket=bucket, **kw)["ServerSideEncryptionConfiguration"]["Rules"]
+    """The rules GetBucketEncryption reports. Every bucket of this module is new and so blocks SSE-C
+    (issue 7, point 2), whatever its default encryption: checked here and taken out, so that the tests
+    compare default encryption only."""
+    got = s3.get_bucket_encryption(Bucket=bucket, **kw)["ServerSideEncryptionConfiguration"]["Rules"]
+    for rule in got:
+        assert rule.pop("BlockedEncryptionTypes") == {"EncryptionType": ["SSE-C"]}, got
+    return got
 
 
 def put_default(s3, bucket, algorithm, key_id=None, bucket_key=None, **kw):
@@ -98,9 +104,11 @@ def test_get_bucket_encryption_xml_shape(raw, s3, bucket, key_arn):
     root = strip_ns(root)
     assert [r.tag for r in root] == ["Rule"]
     rule = root.find("Rule")
-    assert [c.tag for c in rule] == ["ApplyServerSideEncryptionByDefault", "BucketKeyEnabled"]
+    # ... and BlockedEncryptionTypes (issue 7: new buckets block SSE-C).
+    assert [c.tag for c in rule] == ["ApplyServerSideEncryptionByDefault", "BucketKeyEnabled", "BlockedEncryptionTypes"]
     assert [(c.tag, c.text) for c in rule.find("ApplyServerSideEncryptionByDefault")] == [("SSEAlgorithm", "AES256")]
     assert rule.findtext("BucketKeyEnabled") == "false"
+    assert [(c.tag, c.text) for c in rule.find("BlockedEncryptionTypes")] == [("EncryptionType", "SSE-C")]
 
     put_default(s3, bucket, "aws:kms", key_arn, True)
     root = strip_ns(ET.fromstring(raw("GET", bucket, query="encryption").body))

@@ -19,6 +19,7 @@ from conftest import unique_bucket
 from harness import assert_client_error, assert_raw_error
 from sse_common import (
     AWS_MANAGED_S3_ALIAS,
+    allow_sse_c,
     b64_context,
     copy_source_ssec_params,
     customer_key,
@@ -362,6 +363,7 @@ def test_multipart_sse_s3(s3, bucket):
 def test_multipart_sse_c(raw, s3, bucket):
     # Issue 4: SSE-C (-customer-algorithm, -customer-key, -customer-key-MD5) on CreateMultipartUpload
     #   and UploadPart.
+    allow_sse_c(s3, bucket)  # new buckets block SSE-C writes (issue 7)
     key = customer_key()
     mpu = s3.create_multipart_upload(Bucket=bucket, Key="mpu", **ssec_params(key))
     assert sse_headers(mpu) == ssec_expected(key)
@@ -391,6 +393,7 @@ def test_multipart_sse_c(raw, s3, bucket):
 
 def test_upload_part_copy_from_sse_c_source_into_sse_kms_upload(s3, bucket, key_arn):
     # Issue 4: "the x-amz-copy-source-server-side-encryption-customer-* trio on copies" (UploadPartCopy).
+    allow_sse_c(s3, bucket)  # new buckets block SSE-C writes (issue 7)
     src_key = customer_key()
     data = os.urandom(6 * 1024 * 1024)
     s3.put_object(Bucket=bucket, Key="src", Body=data, **ssec_params(src_key))
@@ -422,6 +425,7 @@ def test_upload_part_copy_from_sse_c_source_into_sse_kms_upload(s3, bucket, key_
 # ---------------------------------------------------------------------------------------------
 def test_sse_c_put_get_head(s3, bucket):
     # Issue 4: "SSE-C (-customer-algorithm, -customer-key, -customer-key-MD5)".
+    allow_sse_c(s3, bucket)  # new buckets block SSE-C writes (issue 7)
     key = customer_key()
     data = os.urandom(70_000)
     put = s3.put_object(Bucket=bucket, Key="c", Body=data, **ssec_params(key))
@@ -439,6 +443,7 @@ def test_sse_c_put_get_head(s3, bucket):
 
 def test_sse_c_wrong_key_is_403_and_missing_key_is_400(s3, bucket):
     # Issue 4: "A wrong SSE-C key → 403 before any data is read; a missing one → 400."
+    allow_sse_c(s3, bucket)  # new buckets block SSE-C writes (issue 7)
     key = customer_key()
     s3.put_object(Bucket=bucket, Key="c", Body=b"secret", **ssec_params(key))
     wrong = customer_key()
@@ -462,6 +467,7 @@ def test_sse_c_wrong_key_is_403_and_missing_key_is_400(s3, bucket):
 
 
 def test_sse_c_header_validation(raw, s3, bucket):
+    allow_sse_c(s3, bucket)  # new buckets block SSE-C writes (issue 7)
     key = customer_key()
     cases = [
         (ssec_headers(key, md5=key_md5(b"x" * 32)), "InvalidArgument",
@@ -491,6 +497,7 @@ def test_sse_c_headers_on_a_non_sse_c_object(s3, bucket):
 
 def test_copy_sse_c_source(s3, bucket):
     # Issue 4: "the x-amz-copy-source-server-side-encryption-customer-* trio on copies".
+    allow_sse_c(s3, bucket)  # new buckets block SSE-C writes (issue 7)
     src_key, dst_key = customer_key(), customer_key()
     data = os.urandom(20_000)
     s3.put_object(Bucket=bucket, Key="src", Body=data, **ssec_params(src_key))
@@ -527,6 +534,7 @@ def test_copy_sse_c_source(s3, bucket):
 
 
 def test_copy_sse_kms_object_into_sse_c(s3, bucket, key_arn):
+    allow_sse_c(s3, bucket)  # new buckets block SSE-C writes (issue 7)
     key = customer_key()
     s3.put_object(Bucket=bucket, Key="src", Body=b"kms", ServerSideEncryption="aws:kms", SSEKMSKeyId=key_arn)
     copy = s3.copy_object(Bucket=bucket, Key="dst", CopySource={"Bucket": bucket, "Key": "src"}, **ssec_params(key))

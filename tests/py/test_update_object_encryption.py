@@ -23,6 +23,7 @@ from harness import assert_client_error, assert_raw_error
 from sse_common import (
     ACCOUNT,
     S3_NS,
+    allow_sse_c,
     customer_key,
     default_key_arn,
     headers_of,
@@ -433,6 +434,7 @@ def test_sse_c_source_is_refused(s3, bucket, target):
     # seed 000 Note: "Source objects that are unencrypted, or encrypted with either dual-layer
     #   server-side encryption with KMS keys (DSSE-KMS) or server-side encryption with customer-provided
     #   keys (SSE-C) aren’t supported by this operation."
+    allow_sse_c(s3, bucket)  # new buckets block SSE-C writes (issue 7)
     key = customer_key()
     s3.put_object(Bucket=bucket, Key="c", Body=b"ssec", **ssec_params(key))
     before = s3.head_object(Bucket=bucket, Key="c", **ssec_params(key))

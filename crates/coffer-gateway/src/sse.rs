@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{S3Error, S3Result};
 use crate::s3_error;
-use crate::state::AppState;
+use crate::state::{AppState, ReqCtx};
 
 /// The encryption context key S3 binds every SSE-KMS data key to.
 pub const S3_ARN_CONTEXT: &str = "aws:s3:arn";
@@ -202,6 +202,37 @@ pub fn customer_key(
 }
 
 const SSE_C_AAD: &str = "coffer/sse-c/v1|";
+
+/// Whether a request carries an `x-amz-server-side-encryption-customer-*` header: it asks for
+/// an SSE-C write, whether or not its key is well formed. The copy-source headers are not
+/// counted: reading an SSE-C source is a read.
+pub fn asks_sse_c(headers: &HeaderMap) -> bool {
+    headers.keys().any(|k| {
+        k.as_str()
+            .starts_with("x-amz-server-side-encryption-customer-")
+    })
+}
+
+/// Refuses an SSE-C write (PutObject, CopyObject, CreateMultipartUpload, UploadPart,
+/// UploadPartCopy) to a bucket whose `BlockedEncryptionTypes` is `SSE-C`: 403 AccessDenied
+/// ("any PutObject, CopyObject, PostObject, or Multipart Upload ... requests that specify SSE-C
+/// encryption will be rejected with an HTTP 403 AccessDenied error", S3 user guide, Blocking or
+/// unblocking SSE-C for a general purpose bucket). Called before the key is parsed, any byte
+/// is stored or an upload is created: a blocked bucket answers the same with a right or wrong
+/// key. The message follows S3's access denied messages for this case ("... because this
+/// bucket has blocked upload requests that specify Server Side Encryption with Customer
+/// provided keys (SSE-C)"); SSE-C writes need `s3:PutObject`.
+pub fn refuse_blocked_sse_c(ctx: &ReqCtx, bucket: &BucketRecord) -> S3Result<()> {
+    if !asks_sse_c(&ctx.parts.headers) || !crate::s3::bucket_encryption::sse_c_blocked(bucket) {
+        return Ok(());
+    }
+    Err(s3_error!(
+        AccessDenied,
+        "User: arn:aws:iam::{}:root is not authorized to perform: s3:PutObject on resource: \"{}\" because this bucket has blocked upload requests that specify Server Side Encryption with Customer provided keys (SSE-C)",
+        ctx.state.config.account_id,
+        object_arn(&bucket.name, ctx.key())
+    ))
+}
 
 /// Reads `x-amz-server-side-encryption*` headers of a write, falling back to the bucket default.
 pub fn requested(headers: &HeaderMap, bucket: &BucketRecord) -> S3Result<SseRequest> {

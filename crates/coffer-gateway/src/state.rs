@@ -26,6 +26,11 @@ pub struct GatewayConfig {
     pub max_put_size: u64,
     /// ARN of the S3-managed key that wraps SSE-S3 data keys.
     pub sse_s3_key_arn: String,
+    /// Create general purpose buckets with SSE-C allowed, as S3 did before April 2026; off by
+    /// default: a new bucket blocks SSE-C writes (`BlockedEncryptionTypes` = `SSE-C`) until
+    /// PutBucketEncryption sets `NONE`. Read at CreateBucket only: the setting is recorded in the
+    /// bucket, so changing this option later leaves existing buckets as they are.
+    pub allow_sse_c_on_new_buckets: bool,
 }
 
 impl GatewayConfig {

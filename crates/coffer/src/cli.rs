@@ -67,6 +67,11 @@ pub struct DevArgs {
     /// Deadline of one call to the remote KMS, retries included, in milliseconds.
     #[arg(long, default_value_t = 5000, requires = "kms_endpoint")]
     pub kms_timeout_ms: u64,
+    /// Create general purpose buckets with SSE-C allowed (S3 before April 2026). Off by default:
+    /// new buckets block SSE-C writes until PutBucketEncryption sets BlockedEncryptionTypes to
+    /// NONE. Only affects buckets created while it is set.
+    #[arg(long, env = "COFFER_ALLOW_SSE_C_ON_NEW_BUCKETS")]
+    pub allow_sse_c_on_new_buckets: bool,
 }
 
 /// `coffer kms`.

@@ -176,7 +176,12 @@ pub async fn create(ctx: ReqCtx, body: Body) -> S3Result<Response> {
         },
         object_lock_enabled: object_lock,
         default_retention: None,
-        encryption: None,
+        // Directory buckets have no SSE-C to block (seed 001: SSE-S3 and SSE-KMS only).
+        encryption: if directory {
+            None
+        } else {
+            super::bucket_encryption::new_bucket_rule(&ctx.state.config)
+        },
         directory,
     };
     ctx.state.meta.apply(Command::CreateBucket(record)).await?;

@@ -2,7 +2,7 @@
 
 use axum::body::Body;
 use axum::response::Response;
-use coffer_meta::{BucketEncryption, Command, SseAlgorithm};
+use coffer_meta::{BucketEncryption, BucketRecord, Command, SseAlgorithm};
 use http::StatusCode;
 use serde::Deserialize;
 
@@ -10,7 +10,7 @@ use super::bucket::read_body;
 use super::common::*;
 use crate::error::S3Result;
 use crate::s3_error;
-use crate::state::ReqCtx;
+use crate::state::{GatewayConfig, ReqCtx};
 use crate::xml::{self, XmlWriter};
 
 #[derive(Deserialize)]
@@ -52,14 +52,41 @@ pub fn algorithm_name(a: SseAlgorithm) -> &'static str {
     }
 }
 
-/// Parses a PutBucketEncryption body into the stored rule, validating as S3 does.
-fn parse_config(raw: &[u8]) -> S3Result<BucketEncryption> {
+/// `BlockedEncryptionTypes` value that blocks SSE-C writes.
+pub const SSE_C: &str = "SSE-C";
+/// `BlockedEncryptionTypes` value that blocks nothing (SSE-C allowed).
+pub const NONE: &str = "NONE";
+
+/// A parsed PutBucketEncryption rule: each part is `None` when the request left it out.
+struct ParsedRule {
+    /// `ApplyServerSideEncryptionByDefault` and `BucketKeyEnabled`, as the stored rule's
+    /// algorithm, key and Bucket Key fields (its `blocked_encryption_types` is empty).
+    default: Option<BucketEncryption>,
+    /// `BlockedEncryptionTypes`: `[SSE-C]` or `[NONE]`.
+    blocked: Option<Vec<String>>,
+}
+
+/// Parses a PutBucketEncryption body, validating as S3 does.
+fn parse_config(raw: &[u8]) -> S3Result<ParsedRule> {
     let cfg: ServerSideEncryptionConfiguration = xml::parse(raw)?;
     // S3 accepts exactly one rule.
     let [rule] = <[Rule; 1]>::try_from(cfg.rules).map_err(|_| xml::malformed())?;
-    let default = rule
-        .apply_server_side_encryption_by_default
-        .ok_or_else(xml::malformed)?;
+    let blocked = match rule.blocked_encryption_types {
+        None => None,
+        Some(b) => parse_blocked(b.types)?,
+    };
+    // ApplyServerSideEncryptionByDefault is optional in a rule (ServerSideEncryptionRule,
+    // "Required: No"); the S3 user guide's CLI examples set BlockedEncryptionTypes alone. A rule
+    // with neither says nothing.
+    let Some(default) = rule.apply_server_side_encryption_by_default else {
+        if blocked.is_none() {
+            return Err(xml::malformed());
+        }
+        return Ok(ParsedRule {
+            default: None,
+            blocked,
+        });
+    };
     let sse_algorithm = match default.sse_algorithm.as_str() {
         "AES256" => SseAlgorithm::Aes256,
         "aws:kms" => SseAlgorithm::AwsKms,
@@ -78,31 +105,72 @@ fn parse_config(raw: &[u8]) -> S3Result<BucketEncryption> {
         Some("true") => true,
         Some(_) => return Err(xml::malformed()),
     };
-    let mut blocked = Vec::new();
-    if let Some(b) = rule.blocked_encryption_types {
-        for t in b.types {
-            match t.as_str() {
-                "SSE-C" | "NONE" => {
-                    if !blocked.contains(&t) {
-                        blocked.push(t)
-                    }
-                }
-                _ => {
-                    return Err(s3_error!(
-                        InvalidArgument,
-                        "Invalid BlockedEncryptionTypes value: {t}"
-                    )
-                    .with_detail("ArgumentName", "BlockedEncryptionTypes")
-                    .with_detail("ArgumentValue", t))
-                }
-            }
+    Ok(ParsedRule {
+        default: Some(BucketEncryption {
+            sse_algorithm,
+            kms_master_key_id,
+            bucket_key_enabled,
+            blocked_encryption_types: Vec::new(),
+        }),
+        blocked,
+    })
+}
+
+/// The `EncryptionType` values of a `BlockedEncryptionTypes`: `SSE-C` or `NONE` (botocore's
+/// `EncryptionType` enum), once each, not both. `None` for an empty element, which sets
+/// nothing, as an omitted one.
+///
+/// Any other value is refused as S3 refuses a value outside an enum of this body's schema (as
+/// for `SSEAlgorithm`): 400 MalformedXML. No public source shows S3's answer to this exact
+/// case; this is the answer S3 gives for the other enums of PutBucketEncryption.
+fn parse_blocked(types: Vec<String>) -> S3Result<Option<Vec<String>>> {
+    let mut blocked: Vec<String> = Vec::new();
+    for t in types {
+        let t = t.trim();
+        if t != SSE_C && t != NONE {
+            return Err(xml::malformed());
+        }
+        if !blocked.iter().any(|b| b == t) {
+            blocked.push(t.to_string());
         }
     }
-    Ok(BucketEncryption {
-        sse_algorithm,
-        kms_master_key_id,
-        bucket_key_enabled,
-        blocked_encryption_types: blocked,
+    if blocked.len() > 1 {
+        return Err(s3_error!(
+            InvalidArgument,
+            "BlockedEncryptionTypes cannot list NONE together with another encryption type"
+        )
+        .with_detail("ArgumentName", "BlockedEncryptionTypes"));
+    }
+    Ok((!blocked.is_empty()).then_some(blocked))
+}
+
+/// Whether the bucket refuses SSE-C writes (`BlockedEncryptionTypes` = `SSE-C`). A bucket
+/// without a recorded setting (created before Coffer knew the setting, or with
+/// `allow_sse_c_on_new_buckets`) allows them.
+pub fn sse_c_blocked(bucket: &BucketRecord) -> bool {
+    bucket
+        .encryption
+        .as_ref()
+        .is_some_and(|e| e.blocked_encryption_types.iter().any(|t| t == SSE_C))
+}
+
+/// Whether a stored rule's default encryption is SSE-S3 without a key or Bucket Key: the
+/// default every bucket has, whether or not a rule is recorded (e.g. only for the SSE-C setting).
+pub fn is_sse_s3_default(rule: &BucketEncryption) -> bool {
+    rule.sse_algorithm == SseAlgorithm::Aes256
+        && rule.kms_master_key_id.is_none()
+        && !rule.bucket_key_enabled
+}
+
+/// The encryption configuration CreateBucket records for a new general purpose bucket: SSE-C
+/// blocked (S3 since April 2026: "all new general purpose buckets have SSE-C encryption
+/// disabled"), unless the operator keeps the earlier behaviour. Recording it (rather than
+/// deciding at each request from the server option) keeps a bucket's setting when the option
+/// changes later; buckets created before this feature have none recorded and allow SSE-C.
+pub fn new_bucket_rule(config: &GatewayConfig) -> Option<BucketEncryption> {
+    (!config.allow_sse_c_on_new_buckets).then(|| BucketEncryption {
+        blocked_encryption_types: vec![SSE_C.to_string()],
+        ..default_rule()
     })
 }
 
@@ -131,7 +199,36 @@ pub async fn put(ctx: ReqCtx, body: Body) -> S3Result<Response> {
     let mut bucket = ctx.state.meta.get_bucket(ctx.bucket()).await?;
     require_body_digest(&ctx)?;
     let raw = read_body(&ctx, body).await?;
-    let mut rule = parse_config(&raw)?;
+    let parsed = parse_config(&raw)?;
+    if bucket.directory && parsed.blocked.is_some() {
+        // BlockedEncryptionTypes: "A bucket-level setting for Amazon S3 general purpose
+        // buckets"; directory buckets have no SSE-C to block.
+        return Err(s3_error!(
+            InvalidArgument,
+            "BlockedEncryptionTypes is supported for general purpose buckets only"
+        )
+        .with_detail("ArgumentName", "BlockedEncryptionTypes"));
+    }
+    let previous = bucket.encryption.clone();
+    // A rule without ApplyServerSideEncryptionByDefault changes only the blocking.
+    let mut rule = match parsed.default {
+        Some(rule) => rule,
+        None => BucketEncryption {
+            blocked_encryption_types: Vec::new(),
+            ..previous.clone().unwrap_or_else(default_rule)
+        },
+    };
+    // A rule without BlockedEncryptionTypes keeps the bucket's SSE-C setting: S3 accepts such a
+    // PutBucketEncryption and GetBucketEncryption goes on reporting the earlier value (seen
+    // by Terraform users whose configurations omit it: the next GetBucketEncryption still
+    // returns ["SSE-C"] and the plan never converges — trussworks/terraform-aws-logs#333,
+    // hashicorp/terraform-provider-aws#47320, cloudposse/terraform-aws-s3-bucket#287).
+    rule.blocked_encryption_types = match parsed.blocked {
+        Some(b) => b,
+        None => previous
+            .map(|p| p.blocked_encryption_types)
+            .unwrap_or_default(),
+    };
     if bucket.directory {
         directory_rule(&ctx, &bucket, &mut rule).await?;
     }
@@ -258,6 +355,11 @@ pub async fn get(ctx: ReqCtx) -> S3Result<Response> {
     if bucket.directory {
         // Seed 001: "S3 Bucket Keys are always enabled ... and can't be disabled".
         rule.bucket_key_enabled = true;
+    } else if rule.blocked_encryption_types.is_empty() {
+        // A general purpose bucket that allows SSE-C reports NONE, as S3 does for such buckets
+        // (GetBucketEncryption returning BlockedEncryptionTypes ["NONE"]:
+        // hashicorp/terraform-provider-aws#47320).
+        rule.blocked_encryption_types = vec![NONE.to_string()];
     }
     Ok(xml_response(render(&rule)))
 }
@@ -272,11 +374,25 @@ pub async fn delete(ctx: ReqCtx) -> S3Result<Response> {
         .as_ref()
         .and_then(|e| e.kms_master_key_id.clone())
         .filter(|_| bucket.directory);
-    bucket.encryption = lifetime_key.map(|k| BucketEncryption {
-        kms_master_key_id: Some(k),
-        bucket_key_enabled: true,
-        ..default_rule()
-    });
+    // The SSE-C setting is not default encryption: DeleteBucketEncryption resets the default
+    // to SSE-S3 and keeps it, as a PutBucketEncryption without BlockedEncryptionTypes does.
+    let blocked = bucket
+        .encryption
+        .as_ref()
+        .map(|e| e.blocked_encryption_types.clone())
+        .unwrap_or_default();
+    bucket.encryption = match lifetime_key {
+        Some(k) => Some(BucketEncryption {
+            kms_master_key_id: Some(k),
+            bucket_key_enabled: true,
+            ..default_rule()
+        }),
+        None if !blocked.is_empty() => Some(BucketEncryption {
+            blocked_encryption_types: blocked,
+            ..default_rule()
+        }),
+        None => None,
+    };
     ctx.state.meta.apply(Command::UpdateBucket(bucket)).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
@@ -288,7 +404,9 @@ mod tests {
     #[test]
     fn parses_and_renders_kms_rule() {
         let body = br#"<ServerSideEncryptionConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>aws:kms</SSEAlgorithm><KMSMasterKeyID>alias/k</KMSMasterKeyID></ApplyServerSideEncryptionByDefault><BucketKeyEnabled>true</BucketKeyEnabled></Rule></ServerSideEncryptionConfiguration>"#;
-        let rule = parse_config(body).unwrap();
+        let parsed = parse_config(body).unwrap();
+        assert_eq!(parsed.blocked, None);
+        let rule = parsed.default.unwrap();
         assert_eq!(rule.sse_algorithm, SseAlgorithm::AwsKms);
         assert_eq!(rule.kms_master_key_id.as_deref(), Some("alias/k"));
         assert!(rule.bucket_key_enabled);
@@ -308,18 +426,104 @@ mod tests {
         // as aws:kms or aws:kms:dsse".
         let body = br#"<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>AES256</SSEAlgorithm><KMSMasterKeyID>k</KMSMasterKeyID></ApplyServerSideEncryptionByDefault></Rule></ServerSideEncryptionConfiguration>"#;
         assert_eq!(
-            parse_config(body).unwrap_err().code().as_str(),
+            parse_config(body).err().unwrap().code().as_str(),
             "InvalidArgument"
         );
         let two = br#"<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>AES256</SSEAlgorithm></ApplyServerSideEncryptionByDefault></Rule><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>AES256</SSEAlgorithm></ApplyServerSideEncryptionByDefault></Rule></ServerSideEncryptionConfiguration>"#;
         assert_eq!(
-            parse_config(two).unwrap_err().code().as_str(),
+            parse_config(two).err().unwrap().code().as_str(),
             "MalformedXML"
         );
         let bad = br#"<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>DES</SSEAlgorithm></ApplyServerSideEncryptionByDefault></Rule></ServerSideEncryptionConfiguration>"#;
         assert_eq!(
-            parse_config(bad).unwrap_err().code().as_str(),
+            parse_config(bad).err().unwrap().code().as_str(),
             "MalformedXML"
         );
+    }
+
+    fn with_blocked(inner: &str) -> Vec<u8> {
+        format!(
+            "<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault>\
+             <SSEAlgorithm>AES256</SSEAlgorithm></ApplyServerSideEncryptionByDefault>\
+             <BlockedEncryptionTypes>{inner}</BlockedEncryptionTypes></Rule>\
+             </ServerSideEncryptionConfiguration>"
+        )
+        .into_bytes()
+    }
+
+    fn code(body: &[u8]) -> String {
+        parse_config(body)
+            .err()
+            .unwrap()
+            .code()
+            .as_str()
+            .to_string()
+    }
+
+    #[test]
+    fn blocked_encryption_types_values() {
+        let blocked = |inner: &str| parse_config(&with_blocked(inner)).unwrap().blocked;
+        assert_eq!(
+            blocked("<EncryptionType>SSE-C</EncryptionType>"),
+            Some(vec!["SSE-C".to_string()])
+        );
+        assert_eq!(
+            blocked("<EncryptionType>NONE</EncryptionType>"),
+            Some(vec!["NONE".to_string()])
+        );
+        // Repeating a value is the same as giving it once; an empty element sets nothing.
+        assert_eq!(
+            blocked("<EncryptionType>SSE-C</EncryptionType><EncryptionType>SSE-C</EncryptionType>"),
+            Some(vec!["SSE-C".to_string()])
+        );
+        assert_eq!(blocked(""), None);
+        // Outside the EncryptionType enum: refused like the other enums of this body.
+        for bad in ["SSE-KMS", "sse-c", "AES256", ""] {
+            let inner = format!("<EncryptionType>{bad}</EncryptionType>");
+            assert_eq!(code(&with_blocked(&inner)), "MalformedXML", "{bad:?}");
+        }
+        assert_eq!(
+            code(&with_blocked(
+                "<EncryptionType>NONE</EncryptionType><EncryptionType>SSE-C</EncryptionType>"
+            )),
+            "InvalidArgument"
+        );
+    }
+
+    #[test]
+    fn rule_with_blocked_types_only() {
+        let body = b"<ServerSideEncryptionConfiguration><Rule><BlockedEncryptionTypes>\
+            <EncryptionType>NONE</EncryptionType></BlockedEncryptionTypes></Rule>\
+            </ServerSideEncryptionConfiguration>";
+        let parsed = parse_config(body).unwrap();
+        assert!(parsed.default.is_none());
+        assert_eq!(parsed.blocked, Some(vec!["NONE".to_string()]));
+        let empty =
+            b"<ServerSideEncryptionConfiguration><Rule></Rule></ServerSideEncryptionConfiguration>";
+        assert_eq!(code(empty), "MalformedXML");
+    }
+
+    #[test]
+    fn renders_blocked_types_and_records_new_buckets() {
+        let config = GatewayConfig {
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+            domains: vec![],
+            chunk_size: 65536,
+            max_put_size: 1,
+            sse_s3_key_arn: String::new(),
+            allow_sse_c_on_new_buckets: false,
+        };
+        let rule = new_bucket_rule(&config).unwrap();
+        assert!(render(&rule).ends_with(
+            "<BucketKeyEnabled>false</BucketKeyEnabled><BlockedEncryptionTypes>\
+             <EncryptionType>SSE-C</EncryptionType></BlockedEncryptionTypes></Rule>\
+             </ServerSideEncryptionConfiguration>"
+        ));
+        let legacy = GatewayConfig {
+            allow_sse_c_on_new_buckets: true,
+            ..config
+        };
+        assert!(new_bucket_rule(&legacy).is_none());
     }
 }

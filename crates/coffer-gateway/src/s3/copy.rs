@@ -286,6 +286,7 @@ pub async fn copy_object(ctx: ReqCtx) -> S3Result<Response> {
     let state = ctx.state.clone();
     check_key(ctx.key())?;
     let dest_bucket = state.meta.get_bucket(ctx.bucket()).await?;
+    sse::refuse_blocked_sse_c(&ctx, &dest_bucket)?;
     let src = resolve_source(&ctx).await?;
     if src.version.size > MAX_COPY_SOURCE {
         return Err(too_large());
@@ -305,7 +306,10 @@ pub async fn copy_object(ctx: ReqCtx) -> S3Result<Response> {
             || ctx
                 .header("x-amz-server-side-encryption-customer-algorithm")
                 .is_some()
-            || dest_bucket.encryption.is_some()
+            || dest_bucket
+                .encryption
+                .as_ref()
+                .is_some_and(|e| !super::bucket_encryption::is_sse_s3_default(e))
             || match &src.spec.version_id {
                 Some(v) => state
                     .meta
@@ -414,7 +418,8 @@ pub async fn copy_object(ctx: ReqCtx) -> S3Result<Response> {
 /// UploadPartCopy.
 pub async fn upload_part_copy(ctx: ReqCtx) -> S3Result<Response> {
     let state = ctx.state.clone();
-    state.meta.get_bucket(ctx.bucket()).await?;
+    let bucket = state.meta.get_bucket(ctx.bucket()).await?;
+    sse::refuse_blocked_sse_c(&ctx, &bucket)?;
     let part_number = multipart::parse_part_number(ctx.query("partNumber"))?;
     let src = resolve_source(&ctx).await?;
     let upload = multipart::find_upload(&ctx).await?;

@@ -127,6 +127,7 @@ pub async fn create(ctx: ReqCtx) -> S3Result<Response> {
     let state = ctx.state.clone();
     check_key(ctx.key())?;
     let bucket = state.meta.get_bucket(ctx.bucket()).await?;
+    sse::refuse_blocked_sse_c(&ctx, &bucket)?;
     let headers = object_headers(&ctx.parts.headers)?;
     let settings = upload_checksum_settings(
         ctx.header("x-amz-checksum-algorithm"),
@@ -346,6 +347,8 @@ pub async fn record_part(ctx: &ReqCtx, upload_id: &str, part: PartRef, now: i64)
 
 /// UploadPart.
 pub async fn upload_part(ctx: ReqCtx, body: Body) -> S3Result<Response> {
+    let bucket = ctx.state.meta.get_bucket(ctx.bucket()).await?;
+    sse::refuse_blocked_sse_c(&ctx, &bucket)?;
     let part_number = parse_part_number(ctx.query("partNumber"))?;
     let upload = find_upload(&ctx).await?;
     let sent = expectations_from_headers(&ctx.parts.headers, MAX_PART_SIZE)?

@@ -97,6 +97,7 @@ pub async fn put(ctx: ReqCtx, body: Body) -> S3Result<Response> {
     let state = ctx.state.clone();
     check_key(ctx.key())?;
     let bucket = state.meta.get_bucket(ctx.bucket()).await?;
+    sse::refuse_blocked_sse_c(&ctx, &bucket)?;
     let headers = object_headers(&ctx.parts.headers)?;
     let condition = write_condition(&ctx)?;
     let sse_req = sse::requested(&ctx.parts.headers, &bucket)?;

@@ -91,6 +91,7 @@ pub async fn run(args: DevArgs) -> Result<(), CmdError> {
             chunk_size: args.chunk_size,
             max_put_size: 5 * 1024 * 1024 * 1024,
             sse_s3_key_arn,
+            allow_sse_c_on_new_buckets: args.allow_sse_c_on_new_buckets,
         },
     ));
 

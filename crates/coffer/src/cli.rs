@@ -25,6 +25,8 @@ pub enum Command {
     Meta(MetaArgs),
     /// A blob node: sealed chunks under a data directory, served to gateways over gRPC.
     Blob(BlobArgs),
+    /// A stateless S3 gateway over remote meta, KMS and blob roles; several may run at once.
+    Gateway(GatewayArgs),
     /// Manage KMS keys and aliases through the AWS KMS API of `coffer dev` or `coffer kms`.
     Admin(AdminArgs),
 }
@@ -157,6 +159,50 @@ pub struct BlobArgs {
     /// Written after the listener is bound: JSON with the bound address and the pid.
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
+}
+
+/// `coffer gateway`.
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// The metadata group's members (`host:port`, comma-separated); any subset that includes
+    /// a reachable member will do, the leader is found from there.
+    #[arg(long, env = "COFFER_META", value_delimiter = ',', required = true)]
+    pub meta: Vec<String>,
+    /// The `coffer kms` gRPC endpoint, e.g. `http://127.0.0.1:9100`.
+    #[arg(long, env = "COFFER_KMS_ENDPOINT")]
+    pub kms: String,
+    /// The `coffer blob` gRPC endpoint, e.g. `http://127.0.0.1:9300`.
+    #[arg(long, env = "COFFER_BLOB_ENDPOINT")]
+    pub blob: String,
+    /// S3 listen address; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:9000", env = "COFFER_LISTEN")]
+    pub listen: SocketAddr,
+    /// Admin listen address (`/health/live`, `/health/ready`, `/metrics`).
+    #[arg(long, default_value = "127.0.0.1:9001", env = "COFFER_ADMIN_LISTEN")]
+    pub admin_listen: SocketAddr,
+    /// Written once the gateway serves: JSON with the bound addresses and the pid.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+    /// Region this endpoint serves.
+    #[arg(long, default_value = "us-east-1", env = "COFFER_REGION")]
+    pub region: String,
+    /// 12-digit account ID that owns the buckets and keys.
+    #[arg(long, default_value = "000000000000", env = "COFFER_ACCOUNT_ID")]
+    pub account_id: String,
+    /// Base domains for virtual-host-style requests (`<bucket>.<domain>`).
+    #[arg(long = "domain", default_values_t = vec!["localhost".to_string(), "s3.localhost".to_string()])]
+    pub domains: Vec<String>,
+    /// Plaintext chunk size of new objects, in bytes.
+    #[arg(long, default_value_t = coffer_crypto::DEFAULT_CHUNK_SIZE)]
+    pub chunk_size: u32,
+    /// Deadline of one call to the KMS, retries included, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pub kms_timeout_ms: u64,
+    /// Create general purpose buckets with SSE-C allowed (S3 before April 2026). Off by default:
+    /// new buckets block SSE-C writes until PutBucketEncryption sets BlockedEncryptionTypes to
+    /// NONE. Only affects buckets created while it is set.
+    #[arg(long, env = "COFFER_ALLOW_SSE_C_ON_NEW_BUCKETS")]
+    pub allow_sse_c_on_new_buckets: bool,
 }
 
 /// `coffer admin`.

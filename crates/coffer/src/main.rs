@@ -6,9 +6,11 @@
 //! - `cmd/kms.rs`: `coffer kms`, the key-management role alone (gRPC + AWS KMS JSON API).
 //! - `cmd/meta.rs`: `coffer meta`, one member of the metadata Raft group.
 //! - `cmd/blob.rs`: `coffer blob`, a blob node serving sealed chunks over gRPC.
+//! - `cmd/gateway.rs`: `coffer gateway`, a stateless S3 gateway over remote meta, KMS and blob
+//!   roles.
 //! - `cmd/admin.rs`: `coffer admin`, key and alias management over the AWS KMS JSON API.
 //! - `cmd/common.rs`: pieces shared by the roles (signals, ready files, secrets on disk,
-//!   credentials, the local keystore's config, the default key).
+//!   credentials, the local keystore's config, the default key, a gateway's startup).
 
 mod cli;
 mod cmd;

@@ -279,14 +279,35 @@ pub async fn get(ctx: ReqCtx, head: bool) -> S3Result<Response> {
     }
     let body = match keys {
         Some(keys) if !head && len > 0 => {
+            // The first piece is read before the status goes out, so a blob store that cannot
+            // be reached answers 503 rather than a 200 whose body breaks.
+            use futures::StreamExt;
+            let mut stream = Box::pin(data::read_range(state.blobs.clone(), &v, keys, start, end));
+            let first = match stream.next().await {
+                Some(Err(e)) => return Err(first_read_error(e)),
+                first => first,
+            };
             state.metrics.bytes_out.inc_by(len);
-            Body::from_stream(data::read_range(state.blobs.clone(), &v, keys, start, end))
+            Body::from_stream(futures::stream::iter(first).chain(stream))
         }
         _ => Body::empty(),
     };
     let mut resp = response(status, h, body);
     add_user_metadata(&mut resp, &v);
     Ok(resp)
+}
+
+/// The error of a GET whose first read failed: a blob store error keeps its meaning (503 when
+/// the store cannot be reached), anything else is internal.
+fn first_read_error(e: std::io::Error) -> S3Error {
+    match e
+        .into_inner()
+        .map(|inner| inner.downcast::<coffer_blob::BlobError>())
+    {
+        Some(Ok(blob)) => S3Error::from(*blob),
+        Some(Err(other)) => S3Error::internal(other),
+        None => S3Error::internal("blob read failed"),
+    }
 }
 
 /// `response-*` query parameters override stored headers (signed requests only).

@@ -1,24 +1,37 @@
 //! Pieces shared by the roles: shutdown signals, ready files, generated secrets, the access key
-//! pair, the local keystore's configuration, the default KMS key and KMS housekeeping.
+//! pair, the local keystore's configuration, the default KMS key and KMS housekeeping, and the
+//! startup of a gateway (`coffer dev`, `coffer gateway`): waiting for the roles it needs, the
+//! SSE-S3 key, its S3 and admin servers.
 
 use std::future::Future;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
+use coffer_gateway::AppState;
 use coffer_kms::backend::KmsBackendConfig;
+use coffer_kms::grpc::{ClientConfig, GrpcKmsClient};
 use coffer_kms::{CreateKeyRequest, Kms, KmsError};
+use coffer_meta::{Command, MetaClient, MetaError};
 use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
 
 use super::CmdError;
 
 /// The alias of the customer managed key created on first start (`coffer dev`, `coffer kms`).
 pub const DEFAULT_KEY_ALIAS: &str = "alias/coffer-default";
+/// Where the ARN of the S3-managed (SSE-S3) key is kept in meta.
+pub const SSE_S3_KEY_CONFIG: &str = "cluster/sse-s3-key-arn";
+/// The alias that settles which key becomes the SSE-S3 key when gateways start at once.
+pub const SSE_S3_KEY_ALIAS: &str = "alias/coffer-sse-s3";
 /// The environment variable that may hold the local keystore's root key (base64 of 32 bytes).
 pub const ROOT_KEY_ENV: &str = "COFFER_KMS_ROOT_KEY";
 /// Name of the generated access key pair in a data directory.
@@ -215,28 +228,123 @@ fn generated_root_key(data: &Path) -> Result<PathBuf, CmdError> {
 /// creating it at once (a gateway and its KMS) agree on the first alias; the spare key is
 /// scheduled for deletion.
 pub async fn default_key(kms: &dyn Kms) -> Result<String, CmdError> {
-    match kms.describe_key(DEFAULT_KEY_ALIAS).await {
+    key_behind_alias(
+        kms,
+        DEFAULT_KEY_ALIAS,
+        CreateKeyRequest {
+            description: "Coffer default customer managed key".into(),
+            aws_managed: false,
+            tags: Default::default(),
+        },
+    )
+    .await
+}
+
+/// The ARN of the key `alias` names, creating the key and the alias when the alias does not
+/// exist. Creating an alias is atomic in the KMS, so processes racing here agree on the first
+/// alias created; each loser schedules its spare key for deletion (an AWS managed spare cannot
+/// be deleted: it stays, unused).
+async fn key_behind_alias(
+    kms: &dyn Kms,
+    alias: &str,
+    request: CreateKeyRequest,
+) -> Result<String, CmdError> {
+    match kms.describe_key(alias).await {
         Ok(k) => Ok(k.arn),
         Err(KmsError::NotFound(_)) => {
-            let k = kms
-                .create_key(CreateKeyRequest {
-                    description: "Coffer default customer managed key".into(),
-                    aws_managed: false,
-                    tags: Default::default(),
-                })
-                .await?;
-            match kms.create_alias(DEFAULT_KEY_ALIAS, &k.key_id).await {
+            let k = kms.create_key(request).await?;
+            match kms.create_alias(alias, &k.key_id).await {
                 Ok(()) => Ok(k.arn),
                 Err(KmsError::AlreadyExists(_)) => {
-                    if let Err(e) = kms.schedule_key_deletion(&k.key_id, Some(7)).await {
-                        tracing::warn!(key = %k.arn, error = %e, "could not retire a spare default key");
+                    match kms.schedule_key_deletion(&k.key_id, Some(7)).await {
+                        Ok(_) => {
+                            tracing::info!(key = %k.arn, alias, "another process created the key first; the spare is scheduled for deletion")
+                        }
+                        Err(e) => {
+                            tracing::warn!(key = %k.arn, alias, error = %e, "another process created the key first; the spare stays, unused")
+                        }
                     }
-                    Ok(kms.describe_key(DEFAULT_KEY_ALIAS).await?.arn)
+                    Ok(kms.describe_key(alias).await?.arn)
                 }
                 Err(e) => Err(e.into()),
             }
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// The S3-managed key (SSE-S3), created on first start and remembered in meta
+/// ([`SSE_S3_KEY_CONFIG`]), where every gateway reads it.
+///
+/// Gateways starting at once on a new cluster must not each create a key and overwrite each
+/// other's config (meta has no conditional put): the key is first settled through the KMS alias
+/// [`SSE_S3_KEY_ALIAS`] (one alias creation wins), so every racer writes the same ARN.
+pub async fn sse_s3_key(kms: &dyn Kms, meta: &dyn MetaClient) -> Result<String, CmdError> {
+    if let Some(arn) = meta.get_config(SSE_S3_KEY_CONFIG).await? {
+        return Ok(String::from_utf8(arn)?);
+    }
+    let arn = key_behind_alias(
+        kms,
+        SSE_S3_KEY_ALIAS,
+        CreateKeyRequest {
+            description: "Coffer S3-managed key (SSE-S3)".into(),
+            aws_managed: true,
+            tags: Default::default(),
+        },
+    )
+    .await?;
+    meta.apply(Command::PutConfig {
+        name: SSE_S3_KEY_CONFIG.into(),
+        value: arn.clone().into_bytes(),
+    })
+    .await?;
+    // Whatever meta holds now is what every gateway uses.
+    match meta.get_config(SSE_S3_KEY_CONFIG).await? {
+        Some(stored) => Ok(String::from_utf8(stored)?),
+        None => Err("the SSE-S3 key ARN just written to meta is not there".into()),
+    }
+}
+
+/// The client of a remote `coffer kms` at `endpoint` (gRPC); connects on first use.
+pub fn grpc_kms_client(endpoint: &str, timeout_ms: u64) -> Result<Arc<dyn Kms>, CmdError> {
+    Ok(Arc::new(GrpcKmsClient::connect_lazy(ClientConfig {
+        endpoint: endpoint.to_owned(),
+        timeout: Duration::from_millis(timeout_ms),
+        ..Default::default()
+    })?))
+}
+
+/// Runs a startup step against remote roles, retrying while one of them is unreachable (a
+/// KMS or metadata group started at the same time, a group still electing its leader), for at
+/// most `patience`. Each failed attempt is logged with what was unreachable.
+pub async fn while_unavailable<T, F, Fut>(
+    step_name: &str,
+    patience: Duration,
+    step: F,
+) -> Result<T, CmdError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, CmdError>>,
+{
+    let started = Instant::now();
+    loop {
+        let e = match step().await {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let role = match (e.downcast_ref::<KmsError>(), e.downcast_ref::<MetaError>()) {
+            (Some(KmsError::Unavailable(_)), _) => "the KMS",
+            (_, Some(MetaError::Unavailable(_))) => "the metadata group",
+            _ => return Err(e),
+        };
+        if started.elapsed() >= patience {
+            return Err(format!(
+                "{step_name}: {role} was still not reachable after {patience:?}: {e}"
+            )
+            .into());
+        }
+        tracing::warn!(step = step_name, error = %e, "{role} is not reachable yet; retrying");
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -286,5 +394,71 @@ where
             tracing::warn!(server = name, "still draining connections; exiting anyway");
             Ok(())
         }
+    }
+}
+
+/// The S3 and admin servers of a gateway (`coffer dev`, `coffer gateway`).
+pub struct GatewayServers {
+    /// The bound S3 address.
+    pub s3_addr: SocketAddr,
+    /// The bound admin address.
+    pub admin_addr: SocketAddr,
+    ready: Arc<AtomicBool>,
+    stop_tx: watch::Sender<bool>,
+    s3: JoinHandle<std::io::Result<()>>,
+    admin: JoinHandle<std::io::Result<()>>,
+}
+
+impl GatewayServers {
+    /// Binds both listeners and serves `state` on them; `/health/ready` answers 503 until
+    /// [`GatewayServers::set_ready`].
+    pub async fn start(
+        state: Arc<AppState>,
+        listen: SocketAddr,
+        admin_listen: SocketAddr,
+    ) -> Result<Self, CmdError> {
+        let s3_listener = TcpListener::bind(listen).await?;
+        let admin_listener = TcpListener::bind(admin_listen).await?;
+        let s3_addr = s3_listener.local_addr()?;
+        let admin_addr = admin_listener.local_addr()?;
+        let ready = Arc::new(AtomicBool::new(false));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let s3 = tokio::spawn(coffer_gateway::serve(
+            s3_listener,
+            state.clone(),
+            stopped(stop_rx.clone()),
+        ));
+        let admin = tokio::spawn(coffer_gateway::serve_admin(
+            admin_listener,
+            state,
+            ready.clone(),
+            stopped(stop_rx),
+        ));
+        Ok(GatewayServers {
+            s3_addr,
+            admin_addr,
+            ready,
+            stop_tx,
+            s3,
+            admin,
+        })
+    }
+
+    /// Says "ready" on `/health/ready`.
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// The stop channel, for tasks that should end with the servers.
+    pub fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.stop_tx.subscribe()
+    }
+
+    /// Stops being ready, then stops both servers, letting connections drain for `grace`.
+    pub async fn stop(self, grace: Duration) -> Result<(), CmdError> {
+        self.ready.store(false, Ordering::Release);
+        let _ = self.stop_tx.send(true);
+        join_server("S3 server", self.s3, grace).await?;
+        join_server("admin server", self.admin, grace).await
     }
 }

@@ -3,30 +3,26 @@
 //! local keystore in the data directory, or a remote `coffer kms` over gRPC (`--kms-endpoint`).
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use coffer_gateway::{AppState, GatewayConfig};
-use coffer_kms::grpc::{ClientConfig, GrpcKmsClient};
-use coffer_kms::{CreateKeyRequest, Kms, KmsError};
-use coffer_meta::{Command, MetaClient, MetaNode};
+use coffer_kms::Kms;
+use coffer_meta::{MetaClient, MetaNode};
 use coffer_raft::RaftConfig;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
 use super::common::{
-    credentials, default_key, join_server, local_kms_config, print_credentials, shutdown_signal,
-    spawn_maintenance, stopped, write_file_atomic, DEFAULT_KEY_ALIAS, MAINTENANCE_INTERVAL,
+    credentials, default_key, grpc_kms_client, local_kms_config, print_credentials,
+    shutdown_signal, spawn_maintenance, sse_s3_key, while_unavailable, write_file_atomic,
+    GatewayServers, DEFAULT_KEY_ALIAS, MAINTENANCE_INTERVAL,
 };
 use super::CmdError;
 use crate::cli::DevArgs;
 
-/// Where the ARN of the S3-managed (SSE-S3) key is kept in meta.
-pub const SSE_S3_KEY_CONFIG: &str = "cluster/sse-s3-key-arn";
 /// How long startup waits for a remote KMS that is not reachable yet.
 const REMOTE_KMS_STARTUP_WAIT: Duration = Duration::from_secs(30);
 /// How long the servers may drain connections after SIGINT/SIGTERM.
@@ -59,11 +55,7 @@ pub async fn run(args: DevArgs) -> Result<(), CmdError> {
     let (creds, generated) = credentials(&data)?;
 
     let kms: Arc<dyn Kms> = match &args.kms_endpoint {
-        Some(endpoint) => Arc::new(GrpcKmsClient::connect_lazy(ClientConfig {
-            endpoint: endpoint.clone(),
-            timeout: Duration::from_millis(args.kms_timeout_ms),
-            ..Default::default()
-        })?),
+        Some(endpoint) => grpc_kms_client(endpoint, args.kms_timeout_ms)?,
         None => {
             coffer_kms::backend::open(&local_kms_config(&data, &args.region, &args.account_id)?)
                 .await?
@@ -76,8 +68,14 @@ pub async fn run(args: DevArgs) -> Result<(), CmdError> {
         data.join("blobs"),
     )?);
 
-    let sse_s3_key_arn = while_kms_unavailable(|| sse_s3_key(kms.as_ref(), meta.as_ref())).await?;
-    let default_key_arn = while_kms_unavailable(|| default_key(kms.as_ref())).await?;
+    let sse_s3_key_arn = while_unavailable("SSE-S3 key", REMOTE_KMS_STARTUP_WAIT, || {
+        sse_s3_key(kms.as_ref(), meta.as_ref())
+    })
+    .await?;
+    let default_key_arn = while_unavailable("default KMS key", REMOTE_KMS_STARTUP_WAIT, || {
+        default_key(kms.as_ref())
+    })
+    .await?;
 
     let state = Arc::new(AppState::new(
         meta,
@@ -95,29 +93,13 @@ pub async fn run(args: DevArgs) -> Result<(), CmdError> {
         },
     ));
 
-    let s3_listener = TcpListener::bind(args.listen).await?;
-    let admin_listener = TcpListener::bind(args.admin_listen).await?;
-    let s3_addr = s3_listener.local_addr()?;
-    let admin_addr = admin_listener.local_addr()?;
-    let ready = Arc::new(AtomicBool::new(false));
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let s3 = tokio::spawn(coffer_gateway::serve(
-        s3_listener,
-        state.clone(),
-        stopped(stop_rx.clone()),
-    ));
-    let admin = tokio::spawn(coffer_gateway::serve_admin(
-        admin_listener,
-        state.clone(),
-        ready.clone(),
-        stopped(stop_rx.clone()),
-    ));
+    let servers = GatewayServers::start(state.clone(), args.listen, args.admin_listen).await?;
+    let (s3_addr, admin_addr) = (servers.s3_addr, servers.admin_addr);
     // A remote KMS does its own housekeeping.
     let maintenance = args
         .kms_endpoint
         .is_none()
-        .then(|| spawn_maintenance(kms, MAINTENANCE_INTERVAL, stop_rx));
+        .then(|| spawn_maintenance(kms, MAINTENANCE_INTERVAL, servers.stop_signal()));
 
     println!("Coffer dev is running.");
     println!("  S3 endpoint:       http://{s3_addr}");
@@ -145,13 +127,10 @@ pub async fn run(args: DevArgs) -> Result<(), CmdError> {
         };
         write_file_atomic(path, serde_json::to_string_pretty(&r)?.as_bytes(), 0o644)?;
     }
-    ready.store(true, Ordering::Release);
+    servers.set_ready();
 
     shutdown_signal().await;
-    ready.store(false, Ordering::Release);
-    let _ = stop_tx.send(true);
-    join_server("S3 server", s3, SHUTDOWN_GRACE).await?;
-    join_server("admin server", admin, SHUTDOWN_GRACE).await?;
+    servers.stop(SHUTDOWN_GRACE).await?;
     if let Some(m) = maintenance {
         let _ = m.await;
     }
@@ -188,46 +167,4 @@ async fn start_meta(data: &Path, listen: SocketAddr) -> Result<MetaNode, CmdErro
         );
     }
     Ok(node)
-}
-
-/// Runs a startup step against the KMS, retrying while the KMS is unreachable (a remote
-/// `coffer kms` started at the same time), for at most [`REMOTE_KMS_STARTUP_WAIT`].
-async fn while_kms_unavailable<T, F, Fut>(step: F) -> Result<T, CmdError>
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Result<T, CmdError>>,
-{
-    let deadline = Instant::now() + REMOTE_KMS_STARTUP_WAIT;
-    loop {
-        match step().await {
-            Err(e)
-                if matches!(e.downcast_ref::<KmsError>(), Some(KmsError::Unavailable(_)))
-                    && Instant::now() < deadline =>
-            {
-                tracing::warn!(error = %e, "the KMS is not reachable yet; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            other => return other,
-        }
-    }
-}
-
-/// The S3-managed key (SSE-S3), created on first start and remembered in meta.
-async fn sse_s3_key(kms: &dyn Kms, meta: &dyn MetaClient) -> Result<String, CmdError> {
-    if let Some(arn) = meta.get_config(SSE_S3_KEY_CONFIG).await? {
-        return Ok(String::from_utf8(arn)?);
-    }
-    let key = kms
-        .create_key(CreateKeyRequest {
-            description: "Coffer S3-managed key (SSE-S3)".into(),
-            aws_managed: true,
-            tags: Default::default(),
-        })
-        .await?;
-    meta.apply(Command::PutConfig {
-        name: SSE_S3_KEY_CONFIG.into(),
-        value: key.arn.clone().into_bytes(),
-    })
-    .await?;
-    Ok(key.arn)
 }

@@ -4,6 +4,7 @@ mod admin;
 mod blob;
 mod common;
 mod dev;
+mod gateway;
 mod kms;
 mod meta;
 
@@ -19,6 +20,7 @@ pub async fn run(cli: Cli) -> Result<(), CmdError> {
         Command::Kms(args) => kms::run(args).await,
         Command::Meta(args) => meta::run(args).await,
         Command::Blob(args) => blob::run(args).await,
+        Command::Gateway(args) => gateway::run(args).await,
         Command::Admin(args) => admin::run(args).await,
     }
 }

@@ -237,18 +237,45 @@ impl Drop for Process {
     }
 }
 
-/// An aws-sdk-s3 client with the test credentials.
-pub async fn s3_client(endpoint: &str, path_style: bool) -> aws_sdk_s3::Client {
+/// The configuration of a test client: the test credentials, `us-east-1`, `endpoint`.
+fn s3_config(endpoint: &str, path_style: bool) -> aws_sdk_s3::config::Builder {
     let creds =
         aws_credential_types::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "coffer-test");
-    let conf = aws_sdk_s3::Config::builder()
+    aws_sdk_s3::Config::builder()
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
         .region(aws_sdk_s3::config::Region::new("us-east-1"))
         .endpoint_url(endpoint)
         .credentials_provider(creds)
         .force_path_style(path_style)
+}
+
+/// An aws-sdk-s3 client with the test credentials.
+pub async fn s3_client(endpoint: &str, path_style: bool) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(s3_config(endpoint, path_style).build())
+}
+
+/// A path-style client that does not retry, so the time to the first error is the server's.
+pub fn s3_client_no_retry(endpoint: &str) -> aws_sdk_s3::Client {
+    let conf = s3_config(endpoint, true)
+        .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
         .build();
     aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// The whole body of `GET bucket/key`; panics on an error.
+pub async fn get_bytes(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
+    s3.get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {key}: {e:?}"))
+        .body
+        .collect()
+        .await
+        .expect("body")
+        .into_bytes()
+        .to_vec()
 }
 
 /// Deterministic pseudo-random bytes for test bodies.
@@ -279,4 +306,23 @@ pub fn bucket_name(prefix: &str) -> String {
 pub fn md5_hex(data: &[u8]) -> String {
     use md5::Digest;
     hex::encode(md5::Md5::digest(data))
+}
+
+/// The status code of a plain `GET path` to `addr` (`host:port`), e.g. a health endpoint.
+pub fn http_status(addr: &str, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut head = [0u8; 12];
+    conn.read_exact(&mut head).expect("status line");
+    let line = String::from_utf8_lossy(&head);
+    line[9..12]
+        .parse()
+        .unwrap_or_else(|_| panic!("not an HTTP status line: {line:?}"))
 }

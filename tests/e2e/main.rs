@@ -4,4 +4,5 @@ mod crash;
 mod errors;
 mod kms_role;
 mod objects;
+mod roles;
 mod sse;

@@ -20,6 +20,8 @@
 //! - [`network`] and `service`: the gRPC client and server of `proto/raft.proto`; openraft's
 //!   messages travel as MessagePack inside `bytes` fields, snapshots as one client stream.
 //! - [`node`]: [`RaftNode`]; [`config`]: [`RaftConfig`]; [`error`]: [`Error`].
+//! - [`admin`]: [`RaftAdminClient`], administration from outside the group: each member's own
+//!   status (`Status`), membership changes sent to the leader.
 //!
 //! # Durability
 //! A log append is acknowledged to openraft after `flush_wal(true)`; the vote, truncations and
@@ -28,6 +30,7 @@
 //! acknowledged by [`RaftNode::client_write`] is thus on a quorum's disks and applied.
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod db;
@@ -46,6 +49,7 @@ pub mod pb {
     tonic::include_proto!("coffer.raft.v1");
 }
 
+pub use admin::{AdminConfig, RaftAdminClient};
 pub use app::{ApplyError, LogCommand, StateMachineApp};
 pub use config::RaftConfig;
 pub use db::{open_db, LOGS_CF, RAFT_META_CF};

@@ -330,7 +330,8 @@ impl Forwarder {
         }
     }
 
-    fn client(&self, addr: &str) -> Result<Client, Error> {
+    /// The client of `addr`, made on first use and kept.
+    pub(crate) fn client(&self, addr: &str) -> Result<Client, Error> {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = clients.get(addr) {
             return Ok(c.clone());

@@ -5,9 +5,11 @@
 //! call is the caller's `grpc-timeout`, which tonic's server enforces.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::{ChangeMembers, ServerState};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tonic::{Request, Response, Status, Streaming};
@@ -15,7 +17,10 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::db;
 use crate::network::SnapshotHeader;
 use crate::pb;
-use crate::types::{AppRequest, BasicNode, NodeId, Raft, Snapshot, TypeConfig};
+use crate::types::{AppRequest, BasicNode, NodeId, Raft, RaftMetrics, Snapshot, TypeConfig};
+
+/// How long a Status call waits for the Raft core to report its commit index.
+const COMMITTED_WAIT: Duration = Duration::from_secs(1);
 
 /// Serves a node's Raft group to the other members and to forwarding followers.
 #[derive(Clone)]
@@ -74,6 +79,112 @@ fn membership_result(
     Ok(Response::new(pb::MembershipReply {
         result: Some(result),
     }))
+}
+
+/// The name of a server state in `StatusReply.state`.
+pub(crate) fn state_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    }
+}
+
+/// A node's view of the group from its metrics (and the commit index, if known).
+pub(crate) fn status_reply(m: &RaftMetrics, committed: Option<u64>) -> pb::StatusReply {
+    let stored = &m.membership_config;
+    let membership = stored.membership();
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let leader_addr = m
+        .current_leader
+        .and_then(|l| membership.get_node(&l))
+        .map(|n| n.addr.clone())
+        .unwrap_or_default();
+    pb::StatusReply {
+        id: m.id,
+        state: state_name(m.state).to_owned(),
+        current_term: m.current_term,
+        leader_id: m.current_leader,
+        leader_addr,
+        last_log_index: m.last_log_index,
+        last_applied_index: m.last_applied.map(|l| l.index),
+        committed_index: committed,
+        snapshot_index: m.snapshot.map(|l| l.index),
+        purged_index: m.purged.map(|l| l.index),
+        membership: Some(pb::MembershipStatus {
+            log_index: stored.log_id().as_ref().map(|l| l.index),
+            log_term: stored.log_id().as_ref().map(|l| l.leader_id.term),
+            nodes: membership
+                .nodes()
+                .map(|(id, node)| pb::MemberNode {
+                    id: *id,
+                    addr: node.addr.clone(),
+                    voter: voters.contains(id),
+                })
+                .collect(),
+            configs: membership
+                .get_joint_config()
+                .iter()
+                .map(|c| pb::VoterSet {
+                    ids: c.iter().copied().collect(),
+                })
+                .collect(),
+        }),
+        replication: m
+            .replication
+            .iter()
+            .flatten()
+            .map(|(id, matched)| pb::Replication {
+                id: *id,
+                matched_index: matched.map(|l| l.index),
+            })
+            .collect(),
+        millis_since_quorum_ack: m.millis_since_quorum_ack,
+    }
+}
+
+/// The `NotLeader` answer of a node that is not the leader, from its metrics.
+fn not_leader_of(m: &RaftMetrics) -> pb::NotLeader {
+    pb::NotLeader {
+        leader_id: m.current_leader,
+        leader_addr: m
+            .current_leader
+            .and_then(|l| m.membership_config.membership().get_node(&l))
+            .map(|n| n.addr.clone())
+            .unwrap_or_default(),
+    }
+}
+
+impl RaftService {
+    /// Removes `id` from the voters (not kept as a learner) or from the learners.
+    async fn remove_member(&self, id: NodeId) -> Result<Response<pb::MembershipReply>, Status> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.state != ServerState::Leader {
+            return Ok(Response::new(pb::MembershipReply {
+                result: Some(pb::membership_reply::Result::NotLeader(not_leader_of(&m))),
+            }));
+        }
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let change = if voters.contains(&id) {
+            if voters.len() == 1 {
+                return Err(Status::failed_precondition(format!(
+                    "node {id} is the last voter: removing it would leave the group without voters"
+                )));
+            }
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else if membership.get_node(&id).is_some() {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        } else {
+            return Err(Status::failed_precondition(format!(
+                "node {id} is not a member of the group"
+            )));
+        };
+        // A leader that lost its leadership meanwhile answers ForwardToLeader.
+        membership_result(self.raft.change_membership(change, false).await)
+    }
 }
 
 #[tonic::async_trait]
@@ -209,5 +320,38 @@ impl pb::raft_server::Raft for RaftService {
         let req = request.into_inner();
         let voters: BTreeSet<NodeId> = req.voters.into_iter().collect();
         membership_result(self.raft.change_membership(voters, req.retain).await)
+    }
+
+    async fn alter_membership(
+        &self,
+        request: Request<pb::AlterMembershipRequest>,
+    ) -> Result<Response<pb::MembershipReply>, Status> {
+        use pb::alter_membership_request::Change;
+        match request.into_inner().change {
+            None => Err(invalid("AlterMembership without a change")),
+            Some(Change::Promote(id)) => membership_result(
+                self.raft
+                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
+                    .await,
+            ),
+            Some(Change::Remove(id)) => self.remove_member(id).await,
+        }
+    }
+
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusReply>, Status> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let committed = tokio::time::timeout(
+            COMMITTED_WAIT,
+            self.raft
+                .with_raft_state(|st| st.committed.map(|l| l.index)),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten();
+        Ok(Response::new(status_reply(&metrics, committed)))
     }
 }

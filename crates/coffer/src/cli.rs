@@ -249,6 +249,8 @@ pub enum AdminCommand {
     /// KMS aliases.
     #[command(subcommand)]
     Alias(AliasCommand),
+    /// The metadata Raft group: status, membership changes, state digests.
+    Cluster(ClusterArgs),
 }
 
 /// `coffer admin key`.
@@ -318,4 +320,50 @@ pub enum AliasCommand {
         /// Alias name.
         name: String,
     },
+}
+
+/// `coffer admin cluster`.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Raft addresses of members of the metadata group (`host:port`, comma-separated; any
+    /// reachable member will do): `coffer meta --listen`, or `meta` in `coffer dev`'s ready file.
+    #[arg(
+        long,
+        global = true,
+        env = "COFFER_META",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:9200"
+    )]
+    pub meta: Vec<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ClusterCommand,
+}
+
+/// `coffer admin cluster` commands.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Every member's own view: role, term, last log and applied index, reachability.
+    Status,
+    /// Add a member as a learner (it receives the log, does not vote) and wait until it has
+    /// caught up. Start it first with `coffer meta --id ID` (without `--join`).
+    AddLearner {
+        /// Its node id (never reused).
+        id: u64,
+        /// The address the members reach it at (`host:port`).
+        addr: String,
+    },
+    /// Make a learner a voter, once it has caught up with the leader.
+    Promote {
+        /// The learner's id.
+        id: u64,
+    },
+    /// Remove a member from the voters and the learners (not the last voter).
+    Remove {
+        /// The member's id.
+        id: u64,
+    },
+    /// Compare the members' state digests once they have applied the same log index; exit
+    /// status 3 when they differ.
+    Digest,
 }

@@ -1,5 +1,6 @@
 //! `coffer admin`: manage KMS keys and aliases through the AWS KMS JSON API (aws-sdk-kms, SigV4
-//! with service `kms`) of a `coffer dev` S3 port or a `coffer kms --listen` port.
+//! with service `kms`) of a `coffer dev` S3 port or a `coffer kms --listen` port; `coffer admin
+//! cluster` (the metadata Raft group) is in `cluster.rs`.
 //!
 //! Each command builds one [`Output`]: a JSON value for `--json` and the same data as an aligned
 //! table. Service errors end the command with `<AWS exception name>: <message>`.
@@ -24,7 +25,7 @@ use crate::cli::{AdminArgs, AdminCommand, AliasCommand, KeyCommand};
 const PAGE: i32 = 100;
 
 /// What a command prints.
-enum Output {
+pub(super) enum Output {
     /// One record: a `FIELD  VALUE` table.
     Record(Vec<(&'static str, String)>, Value),
     /// Rows under a header line.
@@ -33,10 +34,11 @@ enum Output {
 
 /// Runs `coffer admin`.
 pub async fn run(args: AdminArgs) -> Result<(), CmdError> {
-    let kms = client(&args)?;
     let out = match &args.command {
-        AdminCommand::Key(cmd) => key_command(&kms, cmd).await?,
-        AdminCommand::Alias(cmd) => alias_command(&kms, cmd).await?,
+        // The metadata group needs no KMS credentials.
+        AdminCommand::Cluster(cluster) => return super::cluster::run(cluster, args.json).await,
+        AdminCommand::Key(cmd) => key_command(&client(&args)?, cmd).await?,
+        AdminCommand::Alias(cmd) => alias_command(&client(&args)?, cmd).await?,
     };
     print!("{}", render(&out, args.json)?);
     Ok(())
@@ -473,7 +475,7 @@ fn date(d: &DateTime) -> String {
 }
 
 /// The text printed for `out`: pretty JSON, or an aligned table.
-fn render(out: &Output, as_json: bool) -> Result<String, CmdError> {
+pub(super) fn render(out: &Output, as_json: bool) -> Result<String, CmdError> {
     if as_json {
         let v = match out {
             Output::Record(_, v) | Output::Rows(_, _, v) => v,

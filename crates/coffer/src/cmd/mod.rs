@@ -2,6 +2,7 @@
 
 mod admin;
 mod blob;
+mod cluster;
 mod common;
 mod dev;
 mod gateway;

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `coffer` binary on ephemeral loopback ports, driven by aws-sdk-s3.
 
+mod cluster_admin;
 mod crash;
 mod errors;
 mod kms_role;

@@ -2,6 +2,7 @@
 //! chosen by the OS and hands out real clients. No fixed ports, no sleeps: the process writes a
 //! ready file after it has bound its listeners, and the harness waits for it with a deadline.
 
+pub mod cluster;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `coffer` binary on ephemeral loopback ports, driven by aws-sdk-s3.
 
 mod cluster_admin;
+mod cluster_faults;
 mod crash;
 mod errors;
 mod kms_role;

@@ -347,8 +347,11 @@ pub async fn record_part(ctx: &ReqCtx, upload_id: &str, part: PartRef, now: i64)
 
 /// UploadPart.
 pub async fn upload_part(ctx: ReqCtx, body: Body) -> S3Result<Response> {
-    let bucket = ctx.state.meta.get_bucket(ctx.bucket()).await?;
-    sse::refuse_blocked_sse_c(&ctx, &bucket)?;
+    // Only an SSE-C part needs the bucket's record (its SSE-C setting): no meta read otherwise.
+    if sse::asks_sse_c(&ctx.parts.headers) {
+        let bucket = ctx.state.meta.get_bucket(ctx.bucket()).await?;
+        sse::refuse_blocked_sse_c(&ctx, &bucket)?;
+    }
     let part_number = parse_part_number(ctx.query("partNumber"))?;
     let upload = find_upload(&ctx).await?;
     let sent = expectations_from_headers(&ctx.parts.headers, MAX_PART_SIZE)?

@@ -4,6 +4,9 @@
 //! M applied                                  → u64 BE: last applied log index
 //! M layout                                   → u64 BE: LAYOUT_VERSION of this keyspace
 //! M seq                                      → u64 BE: last assigned `seq` (versions, uploads)
+//! M rclock                                   → u64 BE: request clock (ms, see raft::dedup)
+//! M rid <request id 16 bytes>                → RequestRecord: an applied request and its answer
+//! M rexp <proposed_ms u64 BE> <request id>   → empty: the request records in expiry order
 //! G <name>                                   → config value (raw bytes)
 //! B <bucket>                                 → BucketRecord
 //! D <bucket>$ C <key>$                       → current ObjectVersion (only when not a delete marker)
@@ -127,6 +130,26 @@ pub fn applied_index() -> Vec<u8> {
 /// `M layout`.
 pub fn layout_version() -> Vec<u8> {
     [&[META_PREFIX][..], b"layout"].concat()
+}
+
+/// `M rclock`: the largest `proposed_ms` of the requests applied so far.
+pub fn request_clock() -> Vec<u8> {
+    [&[META_PREFIX][..], b"rclock"].concat()
+}
+
+/// `M rid <id>`: the record of an applied request.
+pub fn request(id: &[u8; 16]) -> Vec<u8> {
+    [&[META_PREFIX][..], b"rid", id].concat()
+}
+
+/// `M rexp`: prefix of the request records by the time they were proposed.
+pub fn request_expiry_prefix() -> Vec<u8> {
+    [&[META_PREFIX][..], b"rexp"].concat()
+}
+
+/// `M rexp <proposed_ms> <id>`.
+pub fn request_expiry(proposed_ms: u64, id: &[u8; 16]) -> Vec<u8> {
+    [&request_expiry_prefix()[..], &proposed_ms.to_be_bytes(), id].concat()
 }
 
 /// `M seq`.

@@ -260,6 +260,35 @@ impl<'a> Applier<'a> {
         Ok(results)
     }
 
+    /// Reads `key` as the entries applied so far left the state.
+    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, MetaError> {
+        self.txn.get(key)
+    }
+
+    /// Up to `limit` live entries with keys in `[start, end)`, in key order, as the entries
+    /// applied so far left the state.
+    pub(crate) fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, MetaError> {
+        self.txn.scan(start, end, limit)
+    }
+
+    /// Writes bookkeeping of the entry just applied (kept with the batch, like its commands'
+    /// writes).
+    pub(crate) fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.txn.put(key, value);
+        self.txn.keep();
+    }
+
+    /// Deletes bookkeeping (kept with the batch).
+    pub(crate) fn delete(&mut self, key: Vec<u8>) {
+        self.txn.delete(key);
+        self.txn.keep();
+    }
+
     /// Adds the writes of everything applied to `batch`.
     pub(crate) fn finish(self, batch: &mut WriteBatch) {
         self.txn.write_into(batch);

@@ -218,6 +218,41 @@ fn member(members: &mut [Member], id: NodeId) -> &mut Member {
         .expect("known member")
 }
 
+/// Starts members `1..=n` on loopback ports chosen by the OS and bootstraps them as one group;
+/// returns them and their addresses.
+async fn start_group(root: &Path, n: u64) -> (Vec<Member>, BTreeMap<NodeId, String>) {
+    let mut members = Vec::new();
+    for id in 1..=n {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let dir = root.join(format!("meta-{id}"));
+        let node = start(id, &dir, listener).await;
+        members.push(Member {
+            id,
+            dir,
+            addr,
+            node: Some(node),
+        });
+    }
+    let addrs: BTreeMap<NodeId, String> =
+        members.iter().map(|m| (m.id, m.addr.to_string())).collect();
+    members[0].node().initialize(addrs.clone()).await.unwrap();
+    (members, addrs)
+}
+
+/// Stops every member but `leader`; returns their ids.
+async fn stop_followers(members: &mut [Member], leader: NodeId) -> Vec<NodeId> {
+    let followers: Vec<NodeId> = members
+        .iter()
+        .map(|m| m.id)
+        .filter(|id| *id != leader)
+        .collect();
+    for id in &followers {
+        member(members, *id).stop().await;
+    }
+    followers
+}
+
 /// Writes `cfg/<name>` through the client.
 async fn put_config(client: &GrpcMetaClient, name: &str) -> Result<(), MetaError> {
     client
@@ -232,22 +267,7 @@ async fn put_config(client: &GrpcMetaClient, name: &str) -> Result<(), MetaError
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_members_over_grpc_survive_the_leader_and_fail_fast_without_quorum() {
     let root = TempDir::new().unwrap();
-    let mut members = Vec::new();
-    for id in 1..=3u64 {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let dir = root.path().join(format!("meta-{id}"));
-        let node = start(id, &dir, listener).await;
-        members.push(Member {
-            id,
-            dir,
-            addr,
-            node: Some(node),
-        });
-    }
-    let addrs: BTreeMap<NodeId, String> =
-        members.iter().map(|m| (m.id, m.addr.to_string())).collect();
-    members[0].node().initialize(addrs.clone()).await.unwrap();
+    let (mut members, addrs) = start_group(root.path(), 3).await;
     let leader = leader_of(&members).await;
     let client =
         GrpcMetaClient::new(addrs.values().cloned().collect(), GrpcMetaConfig::default()).unwrap();
@@ -317,19 +337,8 @@ async fn three_members_over_grpc_survive_the_leader_and_fail_fast_without_quorum
         .map_or(0, |l| l.index);
     member(&mut members, old_leader).stop().await;
     let started = Instant::now();
-    // A write sent on the client's connection to the old leader while it shuts down has an
-    // unknown outcome (Unavailable, "it may still be applied"): the client says so rather than
-    // guess. PutConfig is idempotent, so the caller may retry it; it then reaches the new leader.
-    let mut first = put_config(&client, "after-loss-0").await;
-    for _ in 0..3 {
-        match &first {
-            Err(MetaError::Unavailable(why)) if why.contains("may still be applied") => {
-                first = put_config(&client, "after-loss-0").await;
-            }
-            _ => break,
-        }
-    }
-    first.unwrap();
+    // The client retries by itself (with the same request id) until the new leader answers.
+    put_config(&client, "after-loss-0").await.unwrap();
     eprintln!(
         "the first write after the loss of the leader took {:?}",
         started.elapsed()
@@ -385,14 +394,7 @@ async fn three_members_over_grpc_survive_the_leader_and_fail_fast_without_quorum
     );
 
     // Two of three stopped, the survivor being the leader: a write fails fast, it does not hang.
-    let followers: Vec<NodeId> = members
-        .iter()
-        .map(|m| m.id)
-        .filter(|id| *id != leader)
-        .collect();
-    for id in &followers {
-        member(&mut members, *id).stop().await;
-    }
+    let followers = stop_followers(&mut members, leader).await;
     let started = Instant::now();
     let err = put_config(&client, "minority-1").await.unwrap_err();
     let took = started.elapsed();
@@ -405,7 +407,7 @@ async fn three_members_over_grpc_survive_the_leader_and_fail_fast_without_quorum
     assert!(matches!(err, MetaError::Unavailable(_)), "{err:?}");
     assert!(took < Duration::from_secs(10), "failed only after {took:?}");
     eprintln!("minority with the leader: the read failed after {took:?}: {err}");
-    // A quorum is back: writes succeed again (the first one may still be applied).
+    // A quorum is back: writes succeed again (the failed one may be applied too).
     member(&mut members, followers[0]).restart().await;
     put_config(&client, "quorum-back").await.unwrap();
     assert_eq!(
@@ -442,6 +444,92 @@ async fn three_members_over_grpc_survive_the_leader_and_fail_fast_without_quorum
         if m.node.is_some() {
             m.stop().await;
         }
+    }
+}
+
+/// A write whose first attempt is in the leader's log when the leader stops: the client's retry
+/// (same request id) gets the first attempt's answer, and the write takes effect once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_in_flight_when_the_leader_stops_is_applied_once() {
+    let root = TempDir::new().unwrap();
+    let (mut members, addrs) = start_group(root.path(), 3).await;
+    let leader = leader_of(&members).await;
+    let client = GrpcMetaClient::new(
+        addrs.values().cloned().collect(),
+        GrpcMetaConfig {
+            call_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(50),
+            max_attempts: 10_000,
+            ..GrpcMetaConfig::default()
+        },
+    )
+    .unwrap();
+    client.apply(bucket("b")).await.unwrap();
+    client.apply(put("b", "k", "v1", 1)).await.unwrap();
+    assert_eq!(client.leader(), Some(addrs[&leader].clone()));
+
+    // Without its followers the leader appends the write but cannot commit it; each attempt of
+    // the client times out (unknown outcome) and is retried, adding a copy to the log.
+    let followers = stop_followers(&mut members, leader).await;
+    let logged = member(&mut members, leader)
+        .node()
+        .raft_node()
+        .metrics()
+        .last_log_index
+        .unwrap_or(0);
+    let client = std::sync::Arc::new(client);
+    let retrying = client.clone();
+    let write = tokio::spawn(async move {
+        retrying
+            .apply_batch(vec![bucket("c"), rewrap("b", "k", 1)])
+            .await
+    });
+    member(&mut members, leader)
+        .node()
+        .raft_node()
+        .raft()
+        .wait(Some(PATIENCE))
+        .metrics(
+            |m| m.last_log_index.is_some_and(|i| i > logged),
+            "the write in the leader's log",
+        )
+        .await
+        .expect("the write reaches the log");
+    // The leader stops with the write in flight, then comes back with one follower: the other
+    // lacks the write, so only the old leader can win the election, and it commits the write
+    // from its log. The client's first attempt died with the leader: its answer can only come
+    // from a retry, which must find the write applied and return its recorded results.
+    member(&mut members, leader).stop().await;
+    member(&mut members, leader).restart().await;
+    member(&mut members, followers[0]).restart().await;
+    let results = write.await.unwrap().expect("the retried write succeeds");
+    assert!(
+        results[0].is_ok(),
+        "CreateBucket applied twice: {results:?}"
+    );
+    assert!(results[1].is_ok(), "rewrap evaluated twice: {results:?}");
+    assert_eq!(leader_of(&members).await, leader);
+    let current = client.get_object("b", "k", None).await.unwrap();
+    assert_eq!(current.envelope.unwrap().generation, 2);
+    // The compare-and-set took effect exactly once: generation 2 is the current one.
+    client.apply(rewrap("b", "k", 2)).await.unwrap();
+    assert!(matches!(
+        client.apply(bucket("c")).await,
+        Err(MetaError::BucketAlreadyExists(_))
+    ));
+
+    // Every member applied the copies alike.
+    member(&mut members, followers[1]).restart().await;
+    put_config(&client, "last").await.unwrap();
+    converge(&members, leader).await;
+    let mut digests = Vec::new();
+    for m in &members {
+        digests.push(m.node().digest().await.unwrap());
+    }
+    assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
+    drop(client);
+    for m in &mut members {
+        m.stop().await;
     }
 }
 

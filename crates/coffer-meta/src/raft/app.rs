@@ -3,6 +3,7 @@
 use coffer_raft::{ApplyError, LogCommand, StateMachineApp};
 use rocksdb::{WriteBatch, DB};
 
+use super::dedup;
 use super::wire::{self, Proposal, ProposalAnswer};
 use crate::error::MetaError;
 use crate::state_machine::{Applier, STATE_CF};
@@ -11,7 +12,8 @@ use crate::state_machine::{Applier, STATE_CF};
 /// [`STATE_CF`] of the node's database, with the keyspace of [`crate::keys`].
 ///
 /// Each Raft entry is an encoded [`Proposal`]; its commands are applied by the same code as
-/// [`crate::StateMachine`]'s ([`Applier`]), and its answer is an encoded [`ProposalAnswer`]. An
+/// [`crate::StateMachine`]'s ([`Applier`]), at most once per request id (`super::dedup`), and
+/// its answer is an encoded [`ProposalAnswer`]. An
 /// entry that does not decode is answered with `MetaError::Invalid` and changes nothing. A
 /// `MetaError::Storage` while applying (the state cannot be read, or is corrupt) is fatal for
 /// the node: Raft stops it rather than let the members diverge.
@@ -34,13 +36,16 @@ impl StateMachineApp for MetaApp {
         let mut applier = Applier::new(db).map_err(apply_error)?;
         let mut answers = Vec::with_capacity(commands.len());
         for entry in commands {
-            let answer: ProposalAnswer = match wire::decode::<Proposal>(&entry.data) {
-                Ok(proposal) => Ok(applier
-                    .apply(entry.index, &proposal.commands)
-                    .map_err(apply_error)?),
-                Err(e) => Err(MetaError::Invalid(format!("undecodable proposal: {e}"))),
+            let answer = match wire::decode::<Proposal>(&entry.data) {
+                Ok(proposal) => {
+                    dedup::apply(&mut applier, entry.index, &proposal).map_err(apply_error)?
+                }
+                Err(e) => wire::encode(&ProposalAnswer::Err(MetaError::Invalid(format!(
+                    "undecodable proposal: {e}"
+                ))))
+                .map_err(apply_error)?,
             };
-            answers.push(wire::encode(&answer).map_err(apply_error)?);
+            answers.push(answer);
         }
         applier.finish(batch);
         Ok(answers)
@@ -61,7 +66,7 @@ mod tests {
         let db = coffer_raft::open_db(dir.path(), MetaApp::COLUMN_FAMILIES).unwrap();
         let proposal = |commands: Vec<Command>| LogCommand {
             index: 0,
-            data: wire::encode(&Proposal { commands }).unwrap(),
+            data: wire::encode(&Proposal::new(commands)).unwrap(),
         };
         let entries = vec![
             LogCommand {

@@ -7,11 +7,16 @@
 //! [`GrpcMetaConfig::request_timeout`] and [`GrpcMetaConfig::max_attempts`], after which it fails
 //! with [`MetaError::Unavailable`] (a gateway answers 503).
 //!
-//! What is retried: reads, always (they change nothing); writes, only when they certainly were
-//! not proposed (a `NotLeader` answer, a refused connection, a member that is stopping). A write
-//! whose outcome is unknown (its deadline passed while it waited for a quorum, the connection
-//! broke after it was sent) fails with `Unavailable` at once: it may still be applied, and
-//! retrying it could apply it twice.
+//! What is retried: every call, reads and writes alike, whatever failed (a `NotLeader` answer, a
+//! refused or broken connection, a deadline passed while a write waited for a quorum, a leader
+//! that died with the write in flight). Reads change nothing. A write is one [`Proposal`] with a
+//! request id, encoded once and sent unchanged by every attempt: the state machine applies an id
+//! at most once and answers a known id with the answer it recorded (`super::dedup`), so a retry
+//! of a write that was applied after all gets the first attempt's results (a `CreateBucket`
+//! succeeds rather than finding its own bucket, a compare-and-set is not evaluated a second
+//! time). The ids are remembered for [`super::dedup::REQUEST_ID_TTL_MS`] of the group's clock;
+//! the request timeout must stay under half of it ([`GrpcMetaClient::new`] checks). A write that
+//! still fails when the budget is spent has an unknown outcome (`Unavailable`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -39,9 +44,10 @@ pub struct GrpcMetaConfig {
     /// Deadline for opening a connection to a member.
     pub connect_timeout: Duration,
     /// Deadline of one RPC (sent as `grpc-timeout` too). A write that hits it has an unknown
-    /// outcome and is not retried.
+    /// outcome; it is retried (with the same request id) while the request timeout allows.
     pub call_timeout: Duration,
-    /// Deadline of a whole call, retries included.
+    /// Deadline of a whole call, retries included. Under half of
+    /// [`super::dedup::REQUEST_ID_TTL_MS`], so that every retry of a write is recognised.
     pub request_timeout: Duration,
     /// At most this many RPCs per call.
     pub max_attempts: u32,
@@ -72,11 +78,9 @@ enum Outcome<T> {
     Done(T),
     /// The member is not the leader; it named the leader it knows of, if any.
     NotLeader(Option<String>),
-    /// The group could not serve the call.
-    Unavailable {
-        message: String,
-        maybe_applied: bool,
-    },
+    /// The group could not serve the call (a write may have been proposed, and may be applied:
+    /// its retry carries the same request id).
+    Unavailable(String),
 }
 
 /// What to do after one attempt.
@@ -131,6 +135,15 @@ impl GrpcMetaClient {
         }
         if config.max_attempts == 0 {
             return Err(MetaError::Invalid("max_attempts must be at least 1".into()));
+        }
+        let ttl = Duration::from_millis(super::dedup::REQUEST_ID_TTL_MS);
+        if config.request_timeout >= ttl / 2 {
+            return Err(MetaError::Invalid(format!(
+                "request_timeout {:?} must be under {:?}, half the time request ids are \
+                 remembered, so that a retried write is not applied twice",
+                config.request_timeout,
+                ttl / 2
+            )));
         }
         for addr in &addrs {
             endpoint(addr, config.connect_timeout)?;
@@ -216,8 +229,9 @@ impl GrpcMetaClient {
     }
 
     /// Runs `rpc` against the leader, following redirects and retrying within the budget (see
-    /// the module documentation). `write` says whether the call may change the state.
-    async fn call<T, F, Fut>(&self, what: &str, write: bool, rpc: F) -> Result<T, MetaError>
+    /// the module documentation). `rpc` must be idempotent: a write sends the same proposal,
+    /// request id included, every time.
+    async fn call<T, F, Fut>(&self, what: &str, rpc: F) -> Result<T, MetaError>
     where
         F: Fn(PbClient<Channel>, Duration) -> Fut,
         Fut: Future<Output = Result<Outcome<T>, tonic::Status>>,
@@ -247,16 +261,8 @@ impl GrpcMetaClient {
                     return Ok(v);
                 }
                 Ok(Ok(Outcome::NotLeader(hint))) => self.redirect(&target, hint),
-                Ok(Ok(Outcome::Unavailable {
-                    message,
-                    maybe_applied,
-                })) => {
+                Ok(Ok(Outcome::Unavailable(message))) => {
                     self.forget(&target, false);
-                    if write && maybe_applied {
-                        return Err(MetaError::Unavailable(format!(
-                            "{what} on {target}: {message}; it may still be applied"
-                        )));
-                    }
                     Next::Retry(format!("{target}: {message}"))
                 }
                 Ok(Err(status)) => {
@@ -266,16 +272,9 @@ impl GrpcMetaClient {
                             status.message()
                         )));
                     }
+                    // A write that was delivered may be applied: its retry is recognised.
                     let delivered = !coffer_raft::network::not_delivered(&status);
                     self.forget(&target, !delivered);
-                    if write && delivered {
-                        return Err(MetaError::Unavailable(format!(
-                            "{what} on {target} failed after it was sent ({:?}: {}); it may \
-                             still be applied",
-                            status.code(),
-                            status.message()
-                        )));
-                    }
                     Next::Retry(format!(
                         "{target}: {:?}: {}",
                         status.code(),
@@ -284,12 +283,6 @@ impl GrpcMetaClient {
                 }
                 Err(_) => {
                     self.forget(&target, false);
-                    if write {
-                        return Err(MetaError::Unavailable(format!(
-                            "{what} on {target}: no answer within {ttl:?}; it may still be \
-                             applied"
-                        )));
-                    }
                     Next::Retry(format!("{target}: no answer within {ttl:?}"))
                 }
             };
@@ -308,7 +301,8 @@ impl GrpcMetaClient {
             }
         }
         Err(MetaError::Unavailable(format!(
-            "{what}: no metadata leader answered within {:?} ({attempts} attempts); last: {last}",
+            "{what}: no metadata leader answered within {:?} ({attempts} attempts; a write may \
+             still be applied); last: {last}",
             started.elapsed()
         )))
     }
@@ -331,10 +325,7 @@ impl GrpcMetaClient {
                     .map_err(|e| tonic::Status::internal(format!("read answer: {e}")))?,
             ),
             Some(R::NotLeader(nl)) => Outcome::NotLeader(leader_hint(nl)),
-            Some(R::Unavailable(u)) => Outcome::Unavailable {
-                message: u.message,
-                maybe_applied: false,
-            },
+            Some(R::Unavailable(u)) => Outcome::Unavailable(u.message),
             None => return Err(tonic::Status::internal("empty read reply")),
         })
     }
@@ -359,7 +350,7 @@ impl GrpcMetaClient {
             ))),
             Ok(Ok(Outcome::Done(Err(e)))) => Err(e),
             Ok(Ok(Outcome::NotLeader(_))) => Err(unavailable("not served".into())),
-            Ok(Ok(Outcome::Unavailable { message, .. })) => Err(unavailable(message)),
+            Ok(Ok(Outcome::Unavailable(message))) => Err(unavailable(message)),
         }
     }
 }
@@ -372,9 +363,10 @@ fn leader_hint(nl: pb::NotLeader) -> Option<String> {
 impl Remote for GrpcMetaClient {
     async fn propose(&self, commands: Vec<Command>) -> Result<CommandResults, MetaError> {
         use pb::apply_reply::Result as R;
-        let proposal = wire::encode(&Proposal { commands })?;
+        // Encoded once: every attempt carries the same request id.
+        let proposal = wire::encode(&Proposal::new(commands))?;
         let answer: ProposalAnswer = self
-            .call("apply", true, |mut client, ttl| {
+            .call("apply", |mut client, ttl| {
                 let proposal = proposal.clone();
                 async move {
                     let mut req = tonic::Request::new(pb::ApplyRequest { proposal });
@@ -383,10 +375,11 @@ impl Remote for GrpcMetaClient {
                     Ok(match reply.result {
                         Some(R::Results(bytes)) => Outcome::Done(bytes),
                         Some(R::NotLeader(nl)) => Outcome::NotLeader(leader_hint(nl)),
-                        Some(R::Unavailable(u)) => Outcome::Unavailable {
-                            message: u.message,
-                            maybe_applied: u.maybe_applied,
-                        },
+                        Some(R::Unavailable(u)) => Outcome::Unavailable(if u.maybe_applied {
+                            format!("{}; it may still be applied", u.message)
+                        } else {
+                            u.message
+                        }),
                         None => return Err(tonic::Status::internal("empty apply reply")),
                     })
                 }
@@ -398,7 +391,7 @@ impl Remote for GrpcMetaClient {
 
     async fn read(&self, request: ReadRequest) -> Result<ReadAnswer, MetaError> {
         let request = wire::encode(&request)?;
-        self.call("read", false, |client, ttl| {
+        self.call("read", |client, ttl| {
             Self::read_rpc(client, ttl, request.clone(), false)
         })
         .await?

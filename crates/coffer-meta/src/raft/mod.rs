@@ -5,7 +5,9 @@
 //!   [`MetaApp`] applies it on every member with the same code as [`crate::StateMachine`]
 //!   (into the batch coffer-raft commits with the applied index, in one synced write), and the
 //!   leader's answer (one result per command) is returned once the entry is committed on a
-//!   quorum and applied.
+//!   quorum and applied. A proposal carries a request id, the same in every attempt of it: the
+//!   state records the ids it applied with their answers ([`dedup`]), so a client may retry a
+//!   write whose outcome it does not know without applying it twice.
 //! - A read asks the leader to confirm its leadership with a quorum (read index), waits until
 //!   the state has applied the commit index, then reads the state ([`ReadRequest`]).
 //!
@@ -22,6 +24,7 @@
 
 mod app;
 mod client;
+pub mod dedup;
 mod node;
 mod service;
 pub mod wire;
@@ -35,4 +38,4 @@ pub mod pb {
 pub use app::MetaApp;
 pub use client::{GrpcMetaClient, GrpcMetaConfig};
 pub use node::{MetaNode, RaftMeta};
-pub use wire::{Proposal, ReadAnswer, ReadRequest, Remote};
+pub use wire::{Proposal, ReadAnswer, ReadRequest, Remote, RequestId};

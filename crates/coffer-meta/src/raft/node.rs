@@ -323,7 +323,9 @@ impl RaftMeta {
 impl Remote for RaftMeta {
     async fn propose(&self, commands: Vec<Command>) -> Result<CommandResults, MetaError> {
         let node = self.node()?;
-        let proposal = wire::encode(&Proposal { commands })?;
+        let mut proposal = Proposal::new(commands);
+        proposal.stamp();
+        let proposal = wire::encode(&proposal)?;
         let written = node.client_write(proposal).await.map_err(raft_error)?;
         wire::decode::<ProposalAnswer>(&written.response)?
     }

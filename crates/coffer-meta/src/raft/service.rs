@@ -79,8 +79,11 @@ impl pb::meta_server::Meta for MetaService {
         use pb::apply_reply::Result as R;
         let proposal = request.into_inner().proposal;
         // A proposal that does not decode never reaches the log.
-        wire::decode::<Proposal>(&proposal)
+        let mut proposal = wire::decode::<Proposal>(&proposal)
             .map_err(|e| Status::invalid_argument(format!("proposal: {e}")))?;
+        // The time its request id is remembered from (super::dedup).
+        proposal.stamp();
+        let proposal = wire::encode(&proposal).map_err(internal)?;
         let result = if self.stopped() {
             R::Unavailable(unavailable("the meta node is stopping", false))
         } else {

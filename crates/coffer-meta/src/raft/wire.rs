@@ -16,10 +16,52 @@ use crate::read::Reader;
 use crate::types::*;
 
 /// The content of one Raft entry: commands applied in order, each seeing the ones before it.
+///
+/// A proposal with a [`RequestId`] is applied at most once however often it is proposed: the
+/// state machine records the ids it applied with their answers, and answers a proposal whose id
+/// it knows with the recorded answer, without applying it again (see `super::dedup`). That is
+/// what lets a client retry a write whose outcome it does not know.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Proposal {
     /// The commands.
     pub commands: Vec<Command>,
+    /// The id every attempt of this proposal carries; `None` (a proposal of an older build):
+    /// applied each time it is committed.
+    #[serde(default)]
+    pub request: Option<RequestId>,
+    /// When the member that put the proposal in the log received it (ms since the Unix epoch,
+    /// its wall clock; 0 = not stamped). It is part of the entry, so every member applying the
+    /// entry sees the same value: the request records expire by it, never by the clock of the
+    /// member applying.
+    #[serde(default)]
+    pub proposed_ms: u64,
+}
+
+impl Proposal {
+    /// A proposal of `commands` with a new random request id.
+    pub fn new(commands: Vec<Command>) -> Self {
+        Self {
+            commands,
+            request: Some(RequestId::random()),
+            proposed_ms: 0,
+        }
+    }
+
+    /// Stamps the proposal with the wall clock of the member putting it in the log.
+    pub fn stamp(&mut self) {
+        self.proposed_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+    }
+}
+
+/// The id of a write request: 128 random bits, the same for every attempt of the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RequestId(pub [u8; 16]);
+
+impl RequestId {
+    /// A new random id (UUID v4 bits).
+    pub fn random() -> Self {
+        Self(*uuid::Uuid::new_v4().as_bytes())
+    }
 }
 
 /// The results of one command each.

@@ -470,6 +470,24 @@ async fn list_all(s3: &aws_sdk_s3::Client, bucket: &str) -> BTreeSet<String> {
     }
 }
 
+/// Panics unless the load got enough of each write acknowledged to judge anything.
+fn assert_enough_load(logs: &[KeyLog]) {
+    let acked_puts = logs.iter().filter(|l| l.put == Outcome::Acked).count();
+    let acked_updates = logs
+        .iter()
+        .filter(|l| matches!(l.update, Some((_, Outcome::Acked))))
+        .count();
+    let acked_deletes = logs
+        .iter()
+        .filter(|l| l.delete == Some(Outcome::Acked))
+        .count();
+    assert!(
+        acked_puts >= 20 && acked_updates >= 3 && acked_deletes >= 3,
+        "too little load to judge: {acked_puts} PUTs, {acked_updates} updates, \
+         {acked_deletes} DELETEs acknowledged"
+    );
+}
+
 /// One cluster, a bucket, and a second KMS key.
 struct Env {
     cluster: Cluster,
@@ -574,20 +592,6 @@ impl Env {
             problems.len(),
             logs.len()
         );
-        let acked_puts = logs.iter().filter(|l| l.put == Outcome::Acked).count();
-        let acked_updates = logs
-            .iter()
-            .filter(|l| matches!(l.update, Some((_, Outcome::Acked))))
-            .count();
-        let acked_deletes = logs
-            .iter()
-            .filter(|l| l.delete == Some(Outcome::Acked))
-            .count();
-        assert!(
-            acked_puts >= 20 && acked_updates >= 3 && acked_deletes >= 3,
-            "too little load to judge: {acked_puts} PUTs, {acked_updates} updates, \
-             {acked_deletes} DELETEs acknowledged"
-        );
     }
 }
 
@@ -610,6 +614,7 @@ async fn leader_sigkill_and_restart_under_load() {
     load.wait_more(40, RECOVERY, "after the old leader restarted")
         .await;
     let logs = load.finish().await;
+    assert_enough_load(&logs);
     env.check(&logs).await;
 }
 
@@ -633,6 +638,7 @@ async fn follower_sigstop_and_resume_under_load() {
     load.wait_more(40, RECOVERY, "after the follower resumed")
         .await;
     let logs = load.finish().await;
+    assert_enough_load(&logs);
     env.check(&logs).await;
 }
 
@@ -679,6 +685,7 @@ async fn lagging_follower_catches_up_by_snapshot() {
     };
     let logs = load.finish().await;
 
+    assert_enough_load(&logs);
     blocking(|| env.cluster.restart(follower));
     env.check(&logs).await;
     let status = blocking(|| env.cluster.status()).expect("status");
@@ -698,111 +705,141 @@ async fn lagging_follower_catches_up_by_snapshot() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_quorum_writes_fail_fast_with_503_and_recover() {
-    let mut env = Env::start(ClusterOptions::default());
-    env.create_bucket().await;
-    let s3 = env.s3();
-    let bucket = env.target.bucket.clone();
-    let key_b = env.target.key_b.clone();
-    let old = body_of(5_000, 1);
-    s3.put_object()
-        .bucket(&bucket)
-        .key("old")
-        .body(ByteStream::from(old.clone()))
-        .send()
-        .await
-        .expect("PUT before the fault");
-
-    // The leader hangs (SIGSTOP: its connections stay open, nothing answers) and one
-    // follower is dead: no quorum.
-    let leader = blocking(|| env.cluster.wait_leader(RECOVERY));
-    let follower = env.cluster.follower_of(leader);
-    blocking(|| env.cluster.freeze(leader));
-    blocking(|| env.cluster.kill(follower));
-
-    let fast = client(&env.target.endpoint, false, Duration::from_secs(60));
-    let limit = Duration::from_secs(15);
-    let (p, d, u) = tokio::join!(
-        timed(
-            "PUT",
-            fast.put_object()
-                .bucket(&bucket)
-                .key("during")
-                .body(ByteStream::from(body_of(5_000, 2)))
-                .send()
-        ),
-        timed(
-            "DELETE",
-            fast.delete_object().bucket(&bucket).key("old").send()
-        ),
-        timed(
-            "UpdateObjectEncryption",
-            fast.update_object_encryption()
-                .bucket(&bucket)
-                .key("old")
-                .object_encryption(kms_target(&key_b))
-                .send()
-        ),
-    );
-    for (op, took, r) in [p, d, u] {
-        eprintln!("{op} without a quorum: {r:?} after {took:?}");
-        let Err((status, code)) = r else {
-            panic!("{op} succeeded without a quorum");
-        };
-        assert!(
-            status == Some(503) && matches!(code.as_deref(), Some("ServiceUnavailable" | "SlowDown")),
-            "{op} without a quorum: expected 503 ServiceUnavailable or SlowDown, got {status:?} {code:?} after {took:?}"
-        );
-        assert!(took < limit, "{op} took {took:?} to fail (limit {limit:?})");
-    }
-
-    blocking(|| env.cluster.thaw(leader));
-    blocking(|| env.cluster.restart(follower));
+/// PUTs `key` (SSE-S3) until it is acknowledged, for at most [`RECOVERY`]; its history.
+async fn put_until_acked(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, seed: u64) -> KeyLog {
+    let len = 5_000;
     let deadline = Instant::now() + RECOVERY;
-    let back = body_of(7_000, 3);
     loop {
-        let r = fast
+        let r = s3
             .put_object()
-            .bucket(&bucket)
-            .key("after")
-            .body(ByteStream::from(back.clone()))
+            .bucket(bucket)
+            .key(key)
+            .server_side_encryption(ServerSideEncryption::Aes256)
+            .body(ByteStream::from(body_of(len, seed)))
             .send()
             .await;
         match r {
-            Ok(_) => break,
+            Ok(o) => {
+                return KeyLog {
+                    key: key.to_string(),
+                    seed,
+                    len,
+                    requested: Envelope::sse_s3(),
+                    put: Outcome::Acked,
+                    acked: Some(Envelope::of(o.server_side_encryption(), o.ssekms_key_id())),
+                    update: None,
+                    delete: None,
+                }
+            }
             Err(e) => assert!(
                 Instant::now() < deadline,
-                "PUT still fails {RECOVERY:?} after the quorum came back: {e:?}"
+                "PUT {key} still fails after {RECOVERY:?} with a quorum: {e:?}"
             ),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    blocking(|| env.cluster.wait_identical(RECOVERY));
+}
 
-    // The writes that failed are each applied whole or not at all; the rest is intact.
-    let during = observe(&s3, &bucket, "during").await.expect("during");
-    if let Seen::Present { md5, .. } = &during {
-        assert_eq!(
-            *md5,
-            md5_hex(&body_of(5_000, 2)),
-            "'during' was half written"
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_quorum_writes_fail_fast_with_503_and_recover() {
+    let mut env = Env::start(ClusterOptions::default());
+    env.create_bucket().await;
+    let fast = client(&env.target.endpoint, false, Duration::from_secs(60));
+    let bucket = env.target.bucket.clone();
+    let limit = Duration::from_secs(15);
+    let mut logs = Vec::new();
+    // Round 0: the leader hangs (SIGSTOP: its connections stay open, nothing answers) and a
+    // follower is dead. Round 1: both followers are dead and the leader is alone.
+    for round in 0..2u64 {
+        let mut old = put_until_acked(&fast, &bucket, &format!("r{round}/old"), 10 * round).await;
+        let leader = blocking(|| env.cluster.wait_leader(RECOVERY));
+        let followers: Vec<u64> = env
+            .cluster
+            .members
+            .iter()
+            .map(|m| m.id)
+            .filter(|id| *id != leader)
+            .collect();
+        let down: Vec<u64> = if round == 0 {
+            blocking(|| env.cluster.freeze(leader));
+            blocking(|| env.cluster.kill(followers[0]));
+            vec![followers[0]]
+        } else {
+            blocking(|| followers.iter().for_each(|f| env.cluster.kill(*f)));
+            followers.clone()
+        };
+
+        let during = KeyLog {
+            key: format!("r{round}/during"),
+            seed: 10 * round + 1,
+            len: 5_000,
+            requested: Envelope::sse_s3(),
+            put: Outcome::Acked,
+            acked: None,
+            update: None,
+            delete: None,
+        };
+        let (p, d, u) = tokio::join!(
+            timed(
+                "PUT",
+                fast.put_object()
+                    .bucket(&bucket)
+                    .key(&during.key)
+                    .server_side_encryption(ServerSideEncryption::Aes256)
+                    .body(ByteStream::from(during.body()))
+                    .send()
+            ),
+            timed(
+                "DELETE",
+                fast.delete_object().bucket(&bucket).key(&old.key).send()
+            ),
+            timed(
+                "UpdateObjectEncryption",
+                fast.update_object_encryption()
+                    .bucket(&bucket)
+                    .key(&old.key)
+                    .object_encryption(kms_target(&env.target.key_b))
+                    .send()
+            ),
         );
-    }
-    match observe(&s3, &bucket, "old").await.expect("old") {
-        Seen::Absent => {} // the DELETE was applied after all
-        Seen::Present { envelope, md5 } => {
-            assert_eq!(md5, md5_hex(&old));
+        let mut failed = Vec::new();
+        for (op, took, r) in [p, d, u] {
+            eprintln!("round {round}: {op} without a quorum: {r:?} after {took:?}");
+            let Err((status, code)) = r else {
+                panic!("round {round}: {op} succeeded without a quorum");
+            };
             assert!(
-                envelope == Envelope::sse_s3() || envelope == Envelope::kms(&env.target.key_b),
-                "{envelope:?}"
+                status == Some(503)
+                    && matches!(code.as_deref(), Some("ServiceUnavailable" | "SlowDown")),
+                "round {round}: {op} without a quorum: expected 503 ServiceUnavailable or \
+                 SlowDown, got {status:?} {code:?} after {took:?}"
             );
+            assert!(
+                took < limit,
+                "round {round}: {op} took {took:?} to fail (limit {limit:?})"
+            );
+            failed.push(Outcome::Failed {
+                status: 503,
+                code: code.unwrap_or_default(),
+            });
         }
+        logs.push(KeyLog {
+            put: failed[0].clone(),
+            ..during
+        });
+        old.delete = Some(failed[1].clone());
+        old.update = Some((env.target.key_b.clone(), failed[2].clone()));
+        logs.push(old);
+
+        if round == 0 {
+            blocking(|| env.cluster.thaw(leader));
+        }
+        blocking(|| down.iter().for_each(|id| env.cluster.restart(*id)));
+        let after = format!("r{round}/after");
+        logs.push(put_until_acked(&fast, &bucket, &after, 10 * round + 2).await);
     }
-    match observe(&s3, &bucket, "after").await.expect("after") {
-        Seen::Present { md5, .. } => assert_eq!(md5, md5_hex(&back)),
-        Seen::Absent => panic!("the acknowledged PUT after recovery is gone"),
-    }
+    // The writes that failed are each applied whole or not at all; the rest is intact.
+    env.check(&logs).await;
 }
 
 /// Runs `call`, timing it: (what, how long, `Err((status, code))` if it failed).

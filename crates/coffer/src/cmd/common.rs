@@ -316,7 +316,7 @@ pub fn grpc_kms_client(endpoint: &str, timeout_ms: u64) -> Result<Arc<dyn Kms>, 
 
 /// Runs a startup step against remote roles, retrying while one of them is unreachable (a
 /// KMS or metadata group started at the same time, a group still electing its leader), for at
-/// most `patience`. Each failed attempt is logged with what was unreachable.
+/// most `patience`. What was unreachable is logged (at most every few seconds).
 pub async fn while_unavailable<T, F, Fut>(
     step_name: &str,
     patience: Duration,
@@ -326,7 +326,10 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<T, CmdError>>,
 {
+    /// After the first failure, one log line per this long at most.
+    const LOG_EVERY: Duration = Duration::from_secs(5);
     let started = Instant::now();
+    let mut last_log: Option<Instant> = None;
     loop {
         let e = match step().await {
             Ok(v) => return Ok(v),
@@ -343,7 +346,16 @@ where
             )
             .into());
         }
-        tracing::warn!(step = step_name, error = %e, "{role} is not reachable yet; retrying");
+        if last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+            last_log = Some(Instant::now());
+            tracing::warn!(
+                step = step_name,
+                waited_s = started.elapsed().as_secs(),
+                patience_s = patience.as_secs(),
+                error = %e,
+                "{role} is not reachable yet; retrying"
+            );
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

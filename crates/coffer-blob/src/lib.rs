@@ -6,6 +6,7 @@
 //! - [`local`]: files under a data directory, fsynced before a write is acknowledged.
 //! - [`grpc`]: a blob node serving a local store over gRPC (`proto/blob.proto`), and the
 //!   client gateways use to reach it.
+//! - [`replicated`]: each blob on R of a list of blob nodes, acknowledged after W copies.
 #![warn(missing_docs)]
 
 use async_trait::async_trait;
@@ -13,6 +14,7 @@ use bytes::Bytes;
 
 pub mod grpc;
 pub mod local;
+pub mod replicated;
 
 /// A blob's id: 16 random bytes, named in hex on disk.
 pub type BlobId = [u8; 16];

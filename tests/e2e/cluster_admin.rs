@@ -167,9 +167,17 @@ async fn cluster_admin_adds_promotes_compares_and_removes_members() {
         &addrs[3],
         &["--join", &addrs[0]],
     )));
-    let s = status_until(&meta, "4 members, 4 a learner", |s| {
+    // A member that started late may still be a candidate with an empty log while the other
+    // two commit: wait until the three voters have settled and applied the writes.
+    let s = status_until(&meta, "4 members, 4 a learner, 1-3 settled", |s| {
         s["members"].as_array().map(Vec::len) == Some(4)
             && member(s, 4).is_some_and(|m| m["reachable"] == true)
+            && (1..=3).all(|id| {
+                member(s, id).is_some_and(|m| {
+                    ["leader", "follower"].contains(&m["role"].as_str().unwrap_or(""))
+                        && m["applied_index"].as_u64().unwrap_or(0) >= 20
+                })
+            })
     });
     let m4 = member(&s, 4).unwrap();
     assert_eq!(m4["voter"], false, "{s}");

@@ -183,9 +183,12 @@ struct LoadShared {
     acked: AtomicU64,
     /// Outcome label -> count, per operation.
     outcomes: Mutex<BTreeMap<String, u64>>,
+    /// GETs of a key whose last write was acknowledged that answered anything but its
+    /// acknowledged bytes and envelope (or a 500/503, or no answer).
+    bad_reads: Mutex<Vec<String>>,
 }
 
-/// Concurrent tasks doing PUT, DELETE and UpdateObjectEncryption until stopped.
+/// Concurrent tasks doing PUT, DELETE, UpdateObjectEncryption and GET until stopped.
 struct Load {
     shared: Arc<LoadShared>,
     tasks: Vec<tokio::task::JoinHandle<Vec<KeyLog>>>,
@@ -244,6 +247,11 @@ impl Load {
             logs.len(),
             self.shared.outcomes.lock().unwrap()
         );
+        let bad_reads = self.shared.bad_reads.lock().unwrap();
+        assert!(
+            bad_reads.is_empty(),
+            "reads of acknowledged writes went wrong during the load: {bad_reads:#?}"
+        );
         logs
     }
 }
@@ -269,6 +277,12 @@ async fn load_task(t: u64, target: Target, max_len: usize, shared: Arc<LoadShare
     while !shared.stop.load(Ordering::Relaxed) {
         n += 1;
         match n % 6 {
+            4 if !live.is_empty() => {
+                let log = &logs[*live.back().expect("live key")];
+                if let Some(bad) = read_back(&s3, &target.bucket, log, &shared).await {
+                    shared.bad_reads.lock().unwrap().push(bad);
+                }
+            }
             2 | 5 if !live.is_empty() => {
                 // UpdateObjectEncryption of a key not updated yet, else DELETE the oldest.
                 let pos = live.iter().position(|&i| logs[i].update.is_none());
@@ -363,6 +377,36 @@ fn kms_target(arn: &str) -> ObjectEncryption {
             .build()
             .expect("SsekmsEncryption"),
     )
+}
+
+/// GETs a key whose last write was acknowledged, during the load: it must answer its bytes
+/// and envelope, or fail with a 500/503 or no answer. Returns what was wrong.
+async fn read_back(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    log: &KeyLog,
+    shared: &LoadShared,
+) -> Option<String> {
+    let r = s3.get_object().bucket(bucket).key(&log.key).send().await;
+    let outcome = Outcome::of(&r);
+    record(shared, "get", &outcome);
+    let got = match (r, outcome) {
+        (Ok(got), _) => got,
+        (Err(_), Outcome::Unexpected(m)) => return Some(format!("GET {}: {m}", log.key)),
+        (Err(_), _) => return None,
+    };
+    let envelope = Envelope::of(got.server_side_encryption(), got.ssekms_key_id());
+    let body = match got.body.collect().await {
+        Ok(b) => b.into_bytes(),
+        Err(e) => return Some(format!("GET {}: the body broke off: {e}", log.key)),
+    };
+    let seen = Seen::Present {
+        envelope,
+        md5: md5_hex(&body),
+    };
+    judge(log, &seen)
+        .err()
+        .map(|e| format!("GET {} during the load: {e}", log.key))
 }
 
 /// The status of an SDK error, if the gateway answered.

@@ -56,4 +56,8 @@ pub trait MetaClient: Send + Sync + 'static {
     ) -> Result<UploadPage, MetaError>;
     /// Reads a small value from the global config space (e.g. `cluster/sse-s3-key-arn`).
     async fn get_config(&self, name: &str) -> Result<Option<Vec<u8>>, MetaError>;
+    /// A job record, if it exists.
+    async fn get_job(&self, id: &str) -> Result<Option<crate::job::JobRecord>, MetaError>;
+    /// Every job record, by id.
+    async fn list_jobs(&self) -> Result<Vec<crate::job::JobRecord>, MetaError>;
 }

@@ -9,6 +9,7 @@
 //! M rexp <proposed_ms u64 BE> <request id>   → empty: the request records in expiry order
 //! G <name>                                   → config value (raw bytes)
 //! B <bucket>                                 → BucketRecord
+//! J <job id>                                 → JobRecord (background jobs)
 //! D <bucket>$ C <key>$                       → current ObjectVersion (only when not a delete marker)
 //! D <bucket>$ V <key>$ <!seq u64 BE>         → ObjectVersion (newest first within a key)
 //! D <bucket>$ I <key>$ <version_id>$         → u64 BE: seq of that version
@@ -30,7 +31,7 @@
 //!
 //! Every key of a bucket's objects, versions, uploads and parts lives under `D <bucket>$`, so
 //! the keyspace can later be split into Raft groups by bucket ranges (TiKV's region prefix);
-//! `B`, `G` and `M` stay with the root group. Integers are big-endian so that they sort.
+//! `B`, `G`, `J` and `M` stay with the root group. Integers are big-endian so that they sort.
 
 /// Version of this layout, stored at `M layout` when a state is created and checked on open:
 /// a build refuses a state whose layout it does not know (a later layout comes with a migration).
@@ -42,6 +43,8 @@ pub const META_PREFIX: u8 = b'M';
 pub const CONFIG_PREFIX: u8 = b'G';
 /// Prefix of bucket records.
 pub const BUCKET_PREFIX: u8 = b'B';
+/// Prefix of job records.
+pub const JOB_PREFIX: u8 = b'J';
 /// Prefix of per-bucket data.
 pub const DATA_PREFIX: u8 = b'D';
 
@@ -170,6 +173,16 @@ pub fn bucket(name: &str) -> Vec<u8> {
 /// `B`: the prefix of all bucket records.
 pub fn bucket_prefix() -> Vec<u8> {
     vec![BUCKET_PREFIX]
+}
+
+/// `J <id>`.
+pub fn job(id: &str) -> Vec<u8> {
+    [&[JOB_PREFIX][..], id.as_bytes()].concat()
+}
+
+/// `J`: the prefix of all job records.
+pub fn job_prefix() -> Vec<u8> {
+    vec![JOB_PREFIX]
 }
 
 /// `D <bucket>$ <kind>`: the prefix of one kind of a bucket's records.

@@ -10,6 +10,8 @@
 //! - [`state_machine`]: [`StateMachine`], applying commands durably in log order; the command
 //!   semantics live in `ops/` (bucket, object, multipart).
 //! - [`read`] and [`list`]: consistent reads and S3 listings over a snapshot ([`Reader`]).
+//! - [`job`]: background job records (bulk re-encryption), claimed under a lease and
+//!   advanced by compare-and-set checkpoints.
 //! - [`local`]: [`LocalMeta`], the in-process `MetaClient` (no Raft).
 //! - [`raft`]: the state machine replicated by coffer-raft ([`raft::MetaApp`]), a member
 //!   ([`raft::MetaNode`]) serving `proto/meta.proto`, and the `MetaClient`s over it
@@ -19,6 +21,7 @@
 pub mod client;
 pub mod codec;
 pub mod error;
+pub mod job;
 pub mod keys;
 pub mod list;
 pub mod local;
@@ -30,6 +33,7 @@ pub mod types;
 
 pub use client::MetaClient;
 pub use error::MetaError;
+pub use job::*;
 pub use local::LocalMeta;
 pub use raft::{GrpcMetaClient, GrpcMetaConfig, MetaNode, RaftMeta};
 pub use read::Reader;

@@ -166,6 +166,15 @@ impl MetaClient for LocalMeta {
         let name = name.to_owned();
         self.read(move |r| r.get_config(&name)).await
     }
+
+    async fn get_job(&self, id: &str) -> Result<Option<crate::job::JobRecord>, MetaError> {
+        let id = id.to_owned();
+        self.read(move |r| r.get_job(&id)).await
+    }
+
+    async fn list_jobs(&self) -> Result<Vec<crate::job::JobRecord>, MetaError> {
+        self.read(|r| r.list_jobs()).await
+    }
 }
 
 #[cfg(test)]

@@ -72,6 +72,17 @@ impl<'a> Reader<'a> {
         self.scan(&prefix, &prefix, usize::MAX)
     }
 
+    /// A job record.
+    pub fn get_job(&self, id: &str) -> Result<Option<crate::job::JobRecord>, MetaError> {
+        self.get(&keys::job(id))
+    }
+
+    /// All job records, by id.
+    pub fn list_jobs(&self) -> Result<Vec<crate::job::JobRecord>, MetaError> {
+        let prefix = keys::job_prefix();
+        self.scan(&prefix, &prefix, usize::MAX)
+    }
+
     /// A version: the current one when `version_id` is `None` (possibly a delete marker), or
     /// `NoSuchKey` / `NoSuchVersion`.
     pub fn get_object(

@@ -388,6 +388,47 @@ pub enum Command {
         /// Value.
         value: Vec<u8>,
     },
+    /// Create a job (its id must be new; it starts pending with version 0).
+    CreateJob(crate::job::JobRecord),
+    /// Take (or renew) a job for a runner: allowed when the job is pending or running and has
+    /// no owner, is owned by `runner_id`, or its lease ended before `now_ms`. Bumps the version.
+    ClaimJob {
+        /// Job ID.
+        id: String,
+        /// The claiming runner.
+        runner_id: String,
+        /// The runner's clock.
+        now_ms: i64,
+        /// The claim holds until then.
+        lease_until_ms: i64,
+    },
+    /// A runner's checkpoint: the progress is added and the lease renewed if the job's version
+    /// is still `expected_version` and `runner_id` owns it (`PreconditionFailed` otherwise).
+    /// Bumps the version. A job paused or cancelled meanwhile keeps that state (the progress
+    /// still counts).
+    UpdateJob {
+        /// Job ID.
+        id: String,
+        /// The runner.
+        runner_id: String,
+        /// The version the runner last saw.
+        expected_version: u64,
+        /// What it did.
+        progress: crate::job::JobProgress,
+        /// The runner's clock.
+        now_ms: i64,
+        /// The renewed lease.
+        lease_until_ms: i64,
+    },
+    /// An admin's pause, resume or cancel.
+    ControlJob {
+        /// Job ID.
+        id: String,
+        /// What to do.
+        action: crate::job::JobAction,
+        /// The admin's clock.
+        now_ms: i64,
+    },
 }
 
 /// What applying a command produced.

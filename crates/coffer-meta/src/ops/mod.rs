@@ -7,6 +7,7 @@
 //! those of what it removes, so a replayed or duplicated write never frees a blob still in use.
 
 mod bucket;
+mod job;
 mod multipart;
 mod object;
 
@@ -102,6 +103,30 @@ pub(crate) fn apply(txn: &mut Txn<'_>, command: &Command) -> Result<CommandOutpu
         Command::AbortMultipartUpload { bucket, upload_id } => {
             multipart::abort(txn, bucket, upload_id)
         }
+        Command::CreateJob(record) => job::create(txn, record),
+        Command::ClaimJob {
+            id,
+            runner_id,
+            now_ms,
+            lease_until_ms,
+        } => job::claim(txn, id, runner_id, *now_ms, *lease_until_ms),
+        Command::UpdateJob {
+            id,
+            runner_id,
+            expected_version,
+            progress,
+            now_ms,
+            lease_until_ms,
+        } => job::update(
+            txn,
+            id,
+            runner_id,
+            *expected_version,
+            progress,
+            *now_ms,
+            *lease_until_ms,
+        ),
+        Command::ControlJob { id, action, now_ms } => job::control(txn, id, *action, *now_ms),
     }
 }
 

@@ -136,6 +136,13 @@ pub enum ReadRequest {
     },
     /// [`Reader::digest`] of the state.
     Digest,
+    /// [`MetaClient::get_job`].
+    GetJob {
+        /// Job ID.
+        id: String,
+    },
+    /// [`MetaClient::list_jobs`].
+    ListJobs,
 }
 
 /// The answer to a [`ReadRequest`], one variant per request.
@@ -161,6 +168,10 @@ pub enum ReadAnswer {
     Config(Option<Vec<u8>>),
     /// To `Digest`.
     Digest(StateDigest),
+    /// To `GetJob`.
+    Job(Option<crate::job::JobRecord>),
+    /// To `ListJobs`.
+    Jobs(Vec<crate::job::JobRecord>),
 }
 
 impl ReadRequest {
@@ -199,6 +210,8 @@ impl ReadRequest {
             }
             ReadRequest::GetConfig { name } => ReadAnswer::Config(reader.get_config(name)?),
             ReadRequest::Digest => ReadAnswer::Digest(reader.digest()?),
+            ReadRequest::GetJob { id } => ReadAnswer::Job(reader.get_job(id)?),
+            ReadRequest::ListJobs => ReadAnswer::Jobs(reader.list_jobs()?),
         })
     }
 }
@@ -359,6 +372,20 @@ impl<R: Remote> MetaClient for R {
         };
         match self.read(request).await? {
             ReadAnswer::Config(v) => Ok(v),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn get_job(&self, id: &str) -> Result<Option<crate::job::JobRecord>, MetaError> {
+        match self.read(ReadRequest::GetJob { id: id.to_owned() }).await? {
+            ReadAnswer::Job(j) => Ok(j),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn list_jobs(&self) -> Result<Vec<crate::job::JobRecord>, MetaError> {
+        match self.read(ReadRequest::ListJobs).await? {
+            ReadAnswer::Jobs(j) => Ok(j),
             other => Err(unexpected(&other)),
         }
     }

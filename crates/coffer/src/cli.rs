@@ -159,6 +159,19 @@ pub struct BlobArgs {
     /// Written after the listener is bound: JSON with the bound address and the pid.
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
+    /// The metadata group's members (`host:port`, comma-separated): register there and
+    /// heartbeat, so that gateways without `--blob` find this node. Without it the node does
+    /// not register.
+    #[arg(long, env = "COFFER_META", value_delimiter = ',')]
+    pub meta: Vec<String>,
+    /// This node's stable id in the cluster (required with `--meta`); blob placement hashes it,
+    /// so keep it across restarts and address changes.
+    #[arg(long, env = "COFFER_BLOB_ID")]
+    pub id: Option<String>,
+    /// The gRPC endpoint gateways reach this node at, `http://HOST:PORT` (default: the bound
+    /// listen address, when it is not a wildcard).
+    #[arg(long, env = "COFFER_BLOB_ADVERTISE")]
+    pub advertise: Option<String>,
 }
 
 /// `coffer gateway`.
@@ -171,9 +184,18 @@ pub struct GatewayArgs {
     /// The `coffer kms` gRPC endpoint, e.g. `http://127.0.0.1:9100`.
     #[arg(long, env = "COFFER_KMS_ENDPOINT")]
     pub kms: String,
-    /// The `coffer blob` gRPC endpoint, e.g. `http://127.0.0.1:9300`.
-    #[arg(long, env = "COFFER_BLOB_ENDPOINT")]
-    pub blob: String,
+    /// `coffer blob` gRPC endpoints, e.g. `http://127.0.0.1:9300` (comma-separated). One
+    /// endpoint: every blob on that node. Several: each blob on `--replicas` of them, the
+    /// endpoints serving as node ids. None: the blob nodes registered in meta.
+    #[arg(long, env = "COFFER_BLOB_ENDPOINT", value_delimiter = ',')]
+    pub blob: Vec<String>,
+    /// Copies of each blob (R) with several blob nodes [default: 3].
+    #[arg(long, env = "COFFER_REPLICAS")]
+    pub replicas: Option<usize>,
+    /// Copies durably written before a write is acknowledged (W, at most R) [default: 2].
+    /// Writes answer 503 while fewer than W blob nodes are known or reachable.
+    #[arg(long, env = "COFFER_WRITE_QUORUM")]
+    pub write_quorum: Option<usize>,
     /// S3 listen address; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:9000", env = "COFFER_LISTEN")]
     pub listen: SocketAddr,

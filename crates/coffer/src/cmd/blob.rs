@@ -1,11 +1,25 @@
 //! `coffer blob`: a blob node. Keeps sealed chunks as files under its data directory
 //! (`coffer_blob::local`) and serves them to gateways over gRPC (`proto/blob.proto`). It only
 //! ever sees ciphertext, and holds no key.
+//!
+//! With `--meta`, the node registers in the metadata group and heartbeats every
+//! [`HEARTBEAT_INTERVAL`]; gateways started without `--blob` take their node list from there.
+//!
+//! # The registry in meta (config entries, JSON)
+//! - `cluster/blob-nodes/<id>`: `{"id", "addr", "last_heartbeat_ms"}`, rewritten by each
+//!   heartbeat.
+//! - `cluster/blob-nodes`: the list of registered ids. The metadata group has no listing of
+//!   config entries by prefix and no conditional config write, so this list is a
+//!   read-modify-write: two nodes registering at the same moment may drop each other's id, and
+//!   each heartbeat re-adds its own id when it is missing, so the list converges within one
+//!   interval. Ids are never removed (decommissioning a node is not implemented yet).
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use coffer_blob::local::LocalBlobStore;
-use serde::Serialize;
+use coffer_meta::{Command, GrpcMetaClient, GrpcMetaConfig, MetaClient, MetaError};
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use super::common::{join_server, shutdown_signal, stopped, write_file_atomic};
@@ -14,6 +28,127 @@ use crate::cli::BlobArgs;
 
 /// How long open streams may finish after SIGINT/SIGTERM; a write cut off then keeps nothing.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How often a registered node rewrites its entry in meta.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
+/// The config entry listing the registered blob node ids.
+pub const BLOB_NODES_CONFIG: &str = "cluster/blob-nodes";
+
+/// A blob node's entry in meta.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BlobNodeRecord {
+    /// Stable id (placement hashes it).
+    pub id: String,
+    /// gRPC endpoint gateways use, `http://HOST:PORT`.
+    pub addr: String,
+    /// When the node last wrote its entry, Unix milliseconds.
+    pub last_heartbeat_ms: u64,
+}
+
+/// The config entry of node `id`.
+pub fn blob_node_config(id: &str) -> String {
+    format!("{BLOB_NODES_CONFIG}/{id}")
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn corrupt(what: &str, e: serde_json::Error) -> MetaError {
+    MetaError::Invalid(format!("{what} in meta is not valid JSON: {e}"))
+}
+
+/// The registered node ids.
+async fn registered_ids(meta: &dyn MetaClient) -> Result<Vec<String>, MetaError> {
+    match meta.get_config(BLOB_NODES_CONFIG).await? {
+        Some(raw) => serde_json::from_slice(&raw).map_err(|e| corrupt(BLOB_NODES_CONFIG, e)),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Every registered blob node, in id order.
+pub async fn registered_nodes(meta: &dyn MetaClient) -> Result<Vec<BlobNodeRecord>, MetaError> {
+    let mut ids = registered_ids(meta).await?;
+    ids.sort();
+    ids.dedup();
+    let mut nodes = Vec::with_capacity(ids.len());
+    for id in ids {
+        let name = blob_node_config(&id);
+        if let Some(raw) = meta.get_config(&name).await? {
+            nodes.push(serde_json::from_slice(&raw).map_err(|e| corrupt(&name, e))?);
+        }
+    }
+    Ok(nodes)
+}
+
+/// Writes the node's entry, and adds its id to the list when missing (see the module doc).
+async fn heartbeat(meta: &dyn MetaClient, id: &str, addr: &str) -> Result<(), MetaError> {
+    let record = BlobNodeRecord {
+        id: id.to_owned(),
+        addr: addr.to_owned(),
+        last_heartbeat_ms: now_ms(),
+    };
+    let mut commands = vec![Command::PutConfig {
+        name: blob_node_config(id),
+        value: serde_json::to_vec(&record).expect("serializable"),
+    }];
+    let mut ids = registered_ids(meta).await?;
+    if !ids.iter().any(|i| i == id) {
+        ids.push(id.to_owned());
+        ids.sort();
+        commands.push(Command::PutConfig {
+            name: BLOB_NODES_CONFIG.to_owned(),
+            value: serde_json::to_vec(&ids).expect("serializable"),
+        });
+        tracing::info!(id, addr, "registering the blob node in meta");
+    }
+    for res in meta.apply_batch(commands).await? {
+        res?;
+    }
+    Ok(())
+}
+
+/// Heartbeats until the process ends; logs failures (the node serves meanwhile).
+async fn heartbeat_loop(meta: Arc<dyn MetaClient>, id: String, addr: String) {
+    let mut failing = false;
+    loop {
+        match heartbeat(meta.as_ref(), &id, &addr).await {
+            Ok(()) if failing => {
+                tracing::info!(id, "blob node heartbeat to meta works again");
+                failing = false;
+            }
+            Ok(()) => {}
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(id, error = %e, "blob node heartbeat to meta failed; retrying");
+                }
+                failing = true;
+            }
+        }
+        tokio::time::sleep(HEARTBEAT_INTERVAL).await;
+    }
+}
+
+/// A comma-separated option's values, trimmed, empty ones dropped.
+pub fn address_list(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .map(|a| a.trim().to_owned())
+        .filter(|a| !a.is_empty())
+        .collect()
+}
+
+/// Checks a node id: what a config name and a log line can carry.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
 
 /// What the ready file says.
 #[derive(Serialize)]
@@ -25,6 +160,26 @@ struct Ready {
 
 /// Runs `coffer blob` until SIGINT/SIGTERM.
 pub async fn run(args: BlobArgs) -> Result<(), CmdError> {
+    let meta_addrs = address_list(&args.meta);
+    let registry = if meta_addrs.is_empty() {
+        None
+    } else {
+        let id = args
+            .id
+            .clone()
+            .ok_or("coffer blob --meta needs --id (the node's stable id in the cluster)")?;
+        if !valid_id(&id) {
+            return Err(format!(
+                "--id '{id}': 1 to 64 characters among letters, digits, '-', '_' and '.'"
+            )
+            .into());
+        }
+        let meta: Arc<dyn MetaClient> = Arc::new(
+            GrpcMetaClient::new(meta_addrs.clone(), GrpcMetaConfig::default())
+                .map_err(|e| format!("--meta: {e}"))?,
+        );
+        Some((id, meta))
+    };
     std::fs::create_dir_all(&args.data_dir)?;
     let data = args.data_dir.canonicalize()?;
     // Removes the temp files of writes a crash interrupted.
@@ -38,6 +193,24 @@ pub async fn run(args: BlobArgs) -> Result<(), CmdError> {
     println!("Coffer blob node is running.");
     println!("  gRPC endpoint:     http://{addr}");
     println!("  Data directory:    {}", data.display());
+    if let Some((id, meta)) = registry {
+        let advertise = match &args.advertise {
+            Some(a) => a.clone(),
+            None if !addr.ip().is_unspecified() => format!("http://{addr}"),
+            None => {
+                return Err(format!(
+                    "listening on {addr}: give --advertise http://HOST:PORT, the address \
+                     gateways reach this node at"
+                )
+                .into())
+            }
+        };
+        println!(
+            "  Registered as:     {id} at {advertise} (meta {})",
+            meta_addrs.join(",")
+        );
+        tokio::spawn(heartbeat_loop(meta, id, advertise));
+    }
     if let Some(path) = &args.ready_file {
         let r = Ready {
             listen: addr.to_string(),

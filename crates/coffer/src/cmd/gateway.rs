@@ -5,15 +5,24 @@
 //!
 //! Startup waits (bounded) for the metadata group and the KMS, which it needs to settle the
 //! SSE-S3 key; the blob node may come later: until it answers, requests that need it get 503.
+//!
+//! Blob nodes: one `--blob` endpoint keeps every blob there; several, or none (then the nodes
+//! registered in meta by `coffer blob --meta`, re-read every [`NODE_REFRESH`]), keep each blob
+//! on `--replicas` nodes and acknowledge after `--write-quorum` copies (`ReplicatedBlobStore`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use coffer_blob::grpc::{GrpcBlobConfig, GrpcBlobStore};
+use coffer_blob::replicated::{ReplicaNode, ReplicatedBlobStore, Replication};
+use coffer_blob::BlobStore;
 use coffer_gateway::{AppState, GatewayConfig};
 use coffer_meta::{GrpcMetaClient, GrpcMetaConfig, MetaClient};
 use serde::Serialize;
 
+use super::blob::{address_list, registered_nodes};
 use super::common::{
     env_credentials, grpc_kms_client, shutdown_signal, sse_s3_key, while_unavailable,
     write_file_atomic, GatewayServers,
@@ -25,6 +34,9 @@ use crate::cli::GatewayArgs;
 const STARTUP_WAIT: Duration = Duration::from_secs(60);
 /// How long the servers may drain connections after SIGINT/SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// How often a gateway without `--blob` re-reads the blob nodes registered in meta.
+const NODE_REFRESH: Duration = Duration::from_secs(5);
 
 /// What the ready file says.
 #[derive(Serialize)]
@@ -42,39 +54,18 @@ pub async fn run(args: GatewayArgs) -> Result<(), CmdError> {
             "coffer gateway takes its access key pair from the environment: set \
              COFFER_ACCESS_KEY_ID and COFFER_SECRET_ACCESS_KEY (both non-empty)",
         )?;
-    let meta_addrs: Vec<String> = args
-        .meta
-        .iter()
-        .map(|a| a.trim().to_owned())
-        .filter(|a| !a.is_empty())
-        .collect();
+    let meta_addrs = address_list(&args.meta);
     let meta: Arc<dyn MetaClient> = Arc::new(
         GrpcMetaClient::new(meta_addrs.clone(), GrpcMetaConfig::default())
             .map_err(|e| format!("--meta: {e}"))?,
     );
     let kms = grpc_kms_client(&args.kms, args.kms_timeout_ms).map_err(|e| format!("--kms: {e}"))?;
-    let blobs = Arc::new(
-        GrpcBlobStore::connect_lazy(GrpcBlobConfig {
-            endpoint: args.blob.clone(),
-            ..Default::default()
-        })
-        .map_err(|e| format!("--blob: {e}"))?,
-    );
-
     tracing::info!(meta = ?meta_addrs, kms = %args.kms, "waiting for the metadata group and the KMS");
     let sse_s3_key_arn = while_unavailable("SSE-S3 key", STARTUP_WAIT, || {
         sse_s3_key(kms.as_ref(), meta.as_ref())
     })
     .await?;
-    match blobs.stat().await {
-        Ok(s) => tracing::info!(blob = %args.blob, version = %s.version, "blob node reachable"),
-        Err(e) => tracing::warn!(
-            blob = %args.blob,
-            error = %e,
-            "the blob node is not reachable yet; requests that need it answer 503 until it is"
-        ),
-    }
-
+    let (blobs, blob_desc) = blob_store(&args, &meta).await?;
     let banner_key = sse_s3_key_arn.clone();
     let state = Arc::new(AppState::new(
         meta,
@@ -104,7 +95,7 @@ pub async fn run(args: GatewayArgs) -> Result<(), CmdError> {
     println!("  SSE-S3 key:        {banner_key}");
     println!("  Meta:              {}", meta_addrs.join(","));
     println!("  KMS:               {}", args.kms);
-    println!("  Blob node:         {}", args.blob);
+    println!("  Blob nodes:        {blob_desc}");
     if let Some(path) = &args.ready_file {
         let r = Ready {
             s3: servers.s3_addr.to_string(),
@@ -117,4 +108,133 @@ pub async fn run(args: GatewayArgs) -> Result<(), CmdError> {
 
     shutdown_signal().await;
     servers.stop(SHUTDOWN_GRACE).await
+}
+
+fn blob_client(endpoint: &str) -> Result<Arc<GrpcBlobStore>, CmdError> {
+    Ok(Arc::new(
+        GrpcBlobStore::connect_lazy(GrpcBlobConfig {
+            endpoint: endpoint.to_owned(),
+            ..Default::default()
+        })
+        .map_err(|e| format!("--blob: {e}"))?,
+    ))
+}
+
+/// The gateway's blob store from `--blob`, `--replicas`, `--write-quorum` (see the module doc),
+/// and how the banner describes it.
+async fn blob_store(
+    args: &GatewayArgs,
+    meta: &Arc<dyn MetaClient>,
+) -> Result<(Arc<dyn BlobStore>, String), CmdError> {
+    let endpoints = address_list(&args.blob);
+    let replication = Replication {
+        replicas: args.replicas.unwrap_or(3),
+        write_quorum: args.write_quorum.unwrap_or(2),
+    };
+    if let [endpoint] = endpoints.as_slice() {
+        if args.replicas.is_some() || args.write_quorum.is_some() {
+            return Err(
+                "--replicas and --write-quorum apply to several --blob endpoints, or \
+                        to none (the blob nodes registered in meta); one --blob keeps every \
+                        blob on that node"
+                    .into(),
+            );
+        }
+        let store = blob_client(endpoint)?;
+        match store.stat().await {
+            Ok(s) => tracing::info!(blob = %endpoint, version = %s.version, "blob node reachable"),
+            Err(e) => tracing::warn!(
+                blob = %endpoint,
+                error = %e,
+                "the blob node is not reachable yet; requests that need it answer 503 until it is"
+            ),
+        }
+        return Ok((store, endpoint.clone()));
+    }
+    replication
+        .validate()
+        .map_err(|e| format!("--replicas/--write-quorum: {e}"))?;
+    let desc = format!("R={}, W={}", replication.replicas, replication.write_quorum);
+    if !endpoints.is_empty() {
+        let nodes = endpoints
+            .iter()
+            .map(|e| {
+                Ok(ReplicaNode {
+                    id: e.clone(),
+                    store: blob_client(e)?,
+                })
+            })
+            .collect::<Result<Vec<_>, CmdError>>()?;
+        let store =
+            ReplicatedBlobStore::new(nodes, replication).map_err(|e| format!("--blob: {e}"))?;
+        return Ok((Arc::new(store), format!("{} ({desc})", endpoints.join(","))));
+    }
+    let store = Arc::new(ReplicatedBlobStore::dynamic(replication)?);
+    let mut known = KnownNodes::default();
+    if let Err(e) = known.refresh(meta.as_ref(), &store).await {
+        tracing::warn!(error = %e, "cannot read the blob nodes registered in meta yet");
+    }
+    tokio::spawn({
+        let (meta, store) = (meta.clone(), store.clone());
+        async move {
+            loop {
+                tokio::time::sleep(NODE_REFRESH).await;
+                if let Err(e) = known.refresh(meta.as_ref(), &store).await {
+                    tracing::warn!(error = %e, "cannot re-read the blob nodes registered in meta; keeping the last list");
+                }
+            }
+        }
+    });
+    Ok((store, format!("registered in meta ({desc})")))
+}
+
+/// The clients of the registered blob nodes, kept while a node's address stays the same.
+#[derive(Default)]
+struct KnownNodes {
+    clients: HashMap<String, (String, Arc<GrpcBlobStore>)>,
+}
+
+impl KnownNodes {
+    async fn refresh(
+        &mut self,
+        meta: &dyn MetaClient,
+        store: &ReplicatedBlobStore,
+    ) -> Result<(), CmdError> {
+        let records = registered_nodes(meta).await?;
+        let mut nodes = Vec::with_capacity(records.len());
+        let mut clients = HashMap::new();
+        for r in records {
+            let client = match self.clients.remove(&r.id) {
+                Some((addr, c)) if addr == r.addr => c,
+                _ => match blob_client(&r.addr) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(id = %r.id, addr = %r.addr, error = %e, "skipping a registered blob node");
+                        continue;
+                    }
+                },
+            };
+            nodes.push(ReplicaNode {
+                id: r.id.clone(),
+                store: client.clone(),
+            });
+            clients.insert(r.id, (r.addr, client));
+        }
+        let before = store.node_ids();
+        store.set_nodes(nodes)?;
+        let after = store.node_ids();
+        if before != after {
+            tracing::info!(nodes = ?after, "blob nodes registered in meta");
+        }
+        let quorum = store.replication().write_quorum;
+        if after.len() < quorum {
+            tracing::warn!(
+                known = after.len(),
+                write_quorum = quorum,
+                "fewer blob nodes registered than the write quorum: writes answer 503"
+            );
+        }
+        self.clients = clients;
+        Ok(())
+    }
 }

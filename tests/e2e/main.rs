@@ -6,5 +6,6 @@ mod crash;
 mod errors;
 mod kms_role;
 mod objects;
+mod replication;
 mod roles;
 mod sse;

@@ -1,0 +1,284 @@
+//! Blob replication across real processes: one `coffer meta`, one `coffer kms`, three
+//! `coffer blob --meta` nodes that register themselves, and a `coffer gateway` without `--blob`
+//! that takes the nodes from meta, with R=3, W=2. Every object lands on all three nodes; with
+//! one node killed (-9) PUT and GET still work, byte-identical; with two killed PUT answers 503
+//! quickly while GET still reads every object from the last replica; once the nodes are back,
+//! PUT works again.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use coffer_tests::cluster::reserve_port;
+use coffer_tests::{body_of, bucket_name, get_bytes, s3_client, s3_client_no_retry, Process};
+
+fn args(list: &[&str]) -> Vec<OsString> {
+    list.iter().map(OsString::from).collect()
+}
+
+/// A `coffer blob` node registered in meta, restartable on its address and data directory.
+struct BlobNode {
+    id: String,
+    addr: String,
+    data: PathBuf,
+    proc: Option<Process>,
+}
+
+impl BlobNode {
+    fn start(dir: &Path, id: &str, meta: &str) -> BlobNode {
+        let mut n = BlobNode {
+            id: id.to_owned(),
+            addr: reserve_port(),
+            data: dir.join(format!("{id}-data")),
+            proc: None,
+        };
+        n.up(dir, meta);
+        n
+    }
+
+    fn up(&mut self, dir: &Path, meta: &str) {
+        let p = Process::start(
+            dir,
+            &self.id,
+            &args(&[
+                "blob",
+                "--data-dir",
+                self.data.to_str().unwrap(),
+                "--listen",
+                &self.addr,
+                "--meta",
+                meta,
+                "--id",
+                &self.id,
+            ]),
+        );
+        assert_eq!(p.ready_str("listen"), self.addr);
+        self.proc = Some(p);
+    }
+
+    fn kill(&mut self) {
+        self.proc.take().expect("running").kill_with(9);
+    }
+
+    /// Committed blobs on this node (temp files of writes in progress excluded).
+    fn blobs(&self) -> usize {
+        fn walk(p: &Path) -> usize {
+            std::fs::read_dir(p)
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| {
+                            let path = e.path();
+                            if path.is_dir() {
+                                walk(&path)
+                            } else {
+                                1
+                            }
+                        })
+                        .sum()
+                })
+                .unwrap_or(0)
+        }
+        std::fs::read_dir(&self.data)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name() != "tmp" && e.path().is_dir())
+            .map(|e| walk(&e.path()))
+            .sum()
+    }
+}
+
+/// Waits until the gateway's log says it knows all of `ids` from meta.
+fn wait_for_nodes(dir: &Path, tag: &str, ids: &[&str]) {
+    let log = dir.join(format!("stderr-{tag}.log"));
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text
+            .lines()
+            .filter(|l| l.contains("blob nodes registered in meta"))
+            .any(|l| ids.iter().all(|id| l.contains(&format!("\"{id}\""))))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not learn blob nodes {ids:?} from meta:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &[u8]) {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body.to_vec()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("PUT {key}: {e:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_survive_node_failures() {
+    let tmp = tempfile::Builder::new()
+        .prefix("coffer-e2e-replication-")
+        .tempdir()
+        .expect("tempdir");
+    let dir = tmp.path();
+
+    let meta_addr = reserve_port();
+    let meta_data = dir.join("meta-data");
+    let _meta = Process::start(
+        dir,
+        "meta",
+        &args(&[
+            "meta",
+            "--id",
+            "1",
+            "--data-dir",
+            meta_data.to_str().unwrap(),
+            "--listen",
+            &meta_addr,
+            "--initial-members",
+            &format!("1={meta_addr}"),
+        ]),
+    );
+    let kms_data = dir.join("kms-data");
+    let kms = Process::start(
+        dir,
+        "kms",
+        &args(&[
+            "kms",
+            "--data-dir",
+            kms_data.to_str().unwrap(),
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--listen",
+            "127.0.0.1:0",
+        ]),
+    );
+    let ids = ["b0", "b1", "b2"];
+    let mut nodes: Vec<BlobNode> = ids
+        .iter()
+        .map(|id| BlobNode::start(dir, id, &meta_addr))
+        .collect();
+    let gw = Process::start(
+        dir,
+        "gw",
+        &args(&[
+            "gateway",
+            "--meta",
+            &meta_addr,
+            "--kms",
+            &format!("http://{}", kms.ready_str("grpc")),
+            "--replicas",
+            "3",
+            "--write-quorum",
+            "2",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ]),
+    );
+    wait_for_nodes(dir, "gw", &ids);
+    let endpoint = format!("http://{}", gw.ready_str("s3"));
+    let s3 = s3_client(&endpoint, true).await;
+    let no_retry = s3_client_no_retry(&endpoint);
+    let bucket = bucket_name("replication");
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+
+    // All up: every object on all three nodes.
+    let mut objects: Vec<(String, Vec<u8>)> = Vec::new();
+    for (i, len) in [(3usize << 20) + 17, 1000, 0].into_iter().enumerate() {
+        let key = format!("all-up-{i}");
+        let body = body_of(len, i as u64 + 1);
+        put(&s3, &bucket, &key, &body).await;
+        objects.push((key, body));
+    }
+    for (key, body) in &objects {
+        assert!(get_bytes(&s3, &bucket, key).await == *body, "{key}");
+    }
+    // The third copy may still be committing in the background.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while nodes.iter().any(|n| n.blobs() != nodes[0].blobs()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let counts: Vec<usize> = nodes.iter().map(BlobNode::blobs).collect();
+    assert!(counts[0] >= 2, "{counts:?}");
+    assert!(counts.iter().all(|c| *c == counts[0]), "{counts:?}");
+
+    // One node killed: PUT and GET work; new objects land on the two others.
+    nodes[0].kill();
+    let before: Vec<usize> = nodes.iter().map(BlobNode::blobs).collect();
+    for i in 0..4u64 {
+        let key = format!("one-down-{i}");
+        let body = body_of((2 << 20) + i as usize * 4099, 10 + i);
+        put(&no_retry, &bucket, &key, &body).await;
+        objects.push((key, body));
+    }
+    for (key, body) in &objects {
+        assert!(get_bytes(&no_retry, &bucket, key).await == *body, "{key}");
+    }
+    assert_eq!(nodes[0].blobs(), before[0]);
+    assert!(nodes[1].blobs() >= before[1] + 4);
+    assert_eq!(nodes[1].blobs() - before[1], nodes[2].blobs() - before[2]);
+
+    // Two killed: PUT fails with 503 in bounded time; GET reads from the last replica.
+    nodes[1].kill();
+    let started = Instant::now();
+    let err = no_retry
+        .put_object()
+        .bucket(&bucket)
+        .key("two-down")
+        .body(ByteStream::from(body_of(100_000, 99)))
+        .send()
+        .await
+        .expect_err("a PUT without a write quorum must fail");
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    assert_eq!(status, Some(503), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the PUT took {:?} to fail",
+        started.elapsed()
+    );
+    for (key, body) in &objects {
+        assert!(get_bytes(&no_retry, &bucket, key).await == *body, "{key}");
+    }
+    let missing = no_retry
+        .head_object()
+        .bucket(&bucket)
+        .key("two-down")
+        .send()
+        .await;
+    assert!(missing.is_err(), "the failed PUT left an object");
+
+    // Back: PUT works again (once the gateway's channels reconnect).
+    for n in nodes.iter_mut().take(2) {
+        n.up(dir, &meta_addr);
+    }
+    let body = body_of((1 << 20) + 3, 42);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = no_retry
+            .put_object()
+            .bucket(&bucket)
+            .key("after")
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await;
+        match r {
+            Ok(_) => break,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "PUT still fails after the nodes came back: {e:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    objects.push(("after".into(), body));
+    for (key, body) in &objects {
+        assert!(get_bytes(&s3, &bucket, key).await == *body, "{key}");
+    }
+}

@@ -105,6 +105,10 @@ pub struct KmsArgs {
     /// Seconds between two maintenance runs (deletions due, automatic rotations).
     #[arg(long, default_value_t = 300)]
     pub maintenance_interval_secs: u64,
+    /// Admin HTTP listen address (`/health/live`, `/health/ready`, `/metrics`); off when not
+    /// given. Port 0 picks a free port.
+    #[arg(long, env = "COFFER_KMS_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// `coffer meta`.
@@ -141,6 +145,10 @@ pub struct MetaArgs {
     /// Build a snapshot, and purge the log before it, every this many applied entries.
     #[arg(long, default_value_t = 10_000)]
     pub snapshot_logs: u64,
+    /// Admin HTTP listen address (`/health/live`, `/health/ready`, `/metrics`); off when not
+    /// given. Port 0 picks a free port.
+    #[arg(long, env = "COFFER_META_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// `coffer blob`.
@@ -172,6 +180,10 @@ pub struct BlobArgs {
     /// listen address, when it is not a wildcard).
     #[arg(long, env = "COFFER_BLOB_ADVERTISE")]
     pub advertise: Option<String>,
+    /// Admin HTTP listen address (`/health/live`, `/health/ready`, `/metrics`); off when not
+    /// given. Port 0 picks a free port.
+    #[arg(long, env = "COFFER_BLOB_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// `coffer gateway`.

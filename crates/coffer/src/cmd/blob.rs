@@ -14,15 +14,21 @@
 //!   each heartbeat re-adds its own id when it is missing, so the list converges within one
 //!   interval. Ids are never removed (decommissioning a node is not implemented yet).
 
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use coffer_blob::grpc::{GrpcBlobConfig, GrpcBlobStore};
 use coffer_blob::local::LocalBlobStore;
 use coffer_meta::{Command, GrpcMetaClient, GrpcMetaConfig, MetaClient, MetaError};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use super::common::{join_server, shutdown_signal, stopped, write_file_atomic};
+use super::health::{self, AdminServer, MetricsPage, Probe};
 use super::CmdError;
 use crate::cli::BlobArgs;
 
@@ -155,7 +161,97 @@ fn valid_id(id: &str) -> bool {
 struct Ready {
     /// The bound gRPC address (`coffer gateway --blob http://<listen>`).
     listen: String,
+    /// The admin listener (`--admin-listen`), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin: Option<String>,
     pid: u32,
+}
+
+/// What `coffer blob`'s admin listener reports.
+///
+/// Ready: a small file can be written, synced and removed in the data directory's temp
+/// directory (emptied when the store opens, so a probe a crash leaves behind goes then), and
+/// the node's own gRPC service answers a Stat over loopback. The metrics are that Stat's
+/// counters.
+struct BlobHealth {
+    data: PathBuf,
+    /// A client of this node's own gRPC listener.
+    own: GrpcBlobStore,
+    probes: AtomicU64,
+}
+
+impl BlobHealth {
+    /// Writes, syncs and removes a probe file in `<data>/tmp`.
+    async fn write_probe(&self) -> Result<(), String> {
+        let n = self.probes.fetch_add(1, Ordering::Relaxed);
+        let path = self
+            .data
+            .join("tmp")
+            .join(format!("health-probe-{}-{n}", std::process::id()));
+        let written = tokio::task::spawn_blocking(move || {
+            let res = std::fs::File::create(&path).and_then(|mut f| {
+                f.write_all(b"coffer health probe\n")?;
+                f.sync_all()
+            });
+            let removed = std::fs::remove_file(&path);
+            res.and(removed)
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("the data directory is not writable: {e}")),
+            Err(e) => Err(format!("the data directory check failed: {e}")),
+        }
+    }
+}
+
+impl Probe for BlobHealth {
+    async fn ready(&self) -> Result<(), String> {
+        self.write_probe().await?;
+        self.own
+            .stat()
+            .await
+            .map(drop)
+            .map_err(|e| format!("the blob gRPC service does not answer: {e}"))
+    }
+
+    async fn metrics(&self) -> String {
+        let mut page = MetricsPage::new("coffer_blob");
+        let stat = self.own.stat().await;
+        page.gauge(
+            "serving",
+            "1 if the node's gRPC service answers a Stat",
+            i64::from(stat.is_ok()),
+        );
+        if let Ok(s) = stat {
+            page.gauge_u64(
+                "uptime_seconds",
+                "Seconds since the node started serving",
+                s.uptime_seconds,
+            );
+            page.gauge_u64(
+                "writes_in_progress",
+                "Write streams open now",
+                s.writes_in_progress,
+            );
+            page.counter(
+                "writes_committed",
+                "Blobs committed since the node started",
+                s.writes_committed,
+            );
+            page.counter("deletes", "Blobs deleted since the node started", s.deletes);
+        }
+        page.render()
+    }
+}
+
+/// The address to reach a listener bound to `addr` from this host (loopback for a wildcard).
+fn own_address(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
+    }
 }
 
 /// Runs `coffer blob` until SIGINT/SIGTERM.
@@ -186,13 +282,31 @@ pub async fn run(args: BlobArgs) -> Result<(), CmdError> {
     let store = LocalBlobStore::open(&data)?;
     let listener = TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
+    let admin_listener = health::bind(args.admin_listen).await?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(coffer_blob::grpc::serve(store, listener, stopped(stop_rx)));
+    let own = GrpcBlobStore::connect_lazy(GrpcBlobConfig {
+        endpoint: format!("http://{}", own_address(addr)),
+        call_timeout: Duration::from_secs(2),
+        retries: 0,
+        ..Default::default()
+    })?;
+    let admin = AdminServer::spawn(
+        admin_listener,
+        BlobHealth {
+            data: data.clone(),
+            own,
+            probes: AtomicU64::new(0),
+        },
+    )?;
 
     println!("Coffer blob node is running.");
     println!("  gRPC endpoint:     http://{addr}");
     println!("  Data directory:    {}", data.display());
+    if let Some(a) = &admin {
+        println!("  Admin endpoint:    http://{}", a.addr);
+    }
     if let Some((id, meta)) = registry {
         let advertise = match &args.advertise {
             Some(a) => a.clone(),
@@ -214,12 +328,16 @@ pub async fn run(args: BlobArgs) -> Result<(), CmdError> {
     if let Some(path) = &args.ready_file {
         let r = Ready {
             listen: addr.to_string(),
+            admin: AdminServer::addr_of(&admin),
             pid: std::process::id(),
         };
         write_file_atomic(path, serde_json::to_string_pretty(&r)?.as_bytes(), 0o644)?;
     }
 
     shutdown_signal().await;
+    if let Some(a) = admin {
+        a.stop(SHUTDOWN_GRACE).await?;
+    }
     let _ = stop_tx.send(true);
     join_server("blob gRPC server", server, SHUTDOWN_GRACE).await
 }

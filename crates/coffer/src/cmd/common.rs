@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
 
+use super::health::{self, Probe};
 use super::CmdError;
 
 /// The alias of the customer managed key created on first start (`coffer dev`, `coffer kms`).
@@ -409,6 +410,26 @@ where
     }
 }
 
+/// What a gateway's admin listener reports: ready once it serves, its S3 request metrics.
+struct GatewayProbe {
+    state: Arc<AppState>,
+    ready: Arc<AtomicBool>,
+}
+
+impl Probe for GatewayProbe {
+    async fn ready(&self) -> Result<(), String> {
+        if self.ready.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err("the gateway is starting or stopping".into())
+        }
+    }
+
+    async fn metrics(&self) -> String {
+        self.state.metrics.render()
+    }
+}
+
 /// The S3 and admin servers of a gateway (`coffer dev`, `coffer gateway`).
 pub struct GatewayServers {
     /// The bound S3 address.
@@ -440,10 +461,12 @@ impl GatewayServers {
             state.clone(),
             stopped(stop_rx.clone()),
         ));
-        let admin = tokio::spawn(coffer_gateway::serve_admin(
+        let admin = tokio::spawn(health::serve(
             admin_listener,
-            state,
-            ready.clone(),
+            Arc::new(GatewayProbe {
+                state,
+                ready: ready.clone(),
+            }),
             stopped(stop_rx),
         ));
         Ok(GatewayServers {

@@ -6,6 +6,7 @@ mod cluster;
 mod common;
 mod dev;
 mod gateway;
+mod health;
 mod kms;
 mod meta;
 

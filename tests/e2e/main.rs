@@ -4,6 +4,7 @@ mod cluster_admin;
 mod cluster_faults;
 mod crash;
 mod errors;
+mod health;
 mod kms_role;
 mod objects;
 mod replication;

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use coffer_tests::cluster::reserve_port;
-use coffer_tests::{body_of, bucket_name, get_bytes, s3_client, s3_client_no_retry, Process};
+use coffer_tests::{
+    body_of, bucket_name, coffer_bin, get_bytes, s3_client, s3_client_no_retry, Process,
+};
 
 fn args(list: &[&str]) -> Vec<OsString> {
     list.iter().map(OsString::from).collect()
@@ -109,6 +111,31 @@ fn wait_for_nodes(dir: &Path, tag: &str, ids: &[&str]) {
     }
 }
 
+/// `coffer admin cluster status --json`'s `blob_nodes`, by id: (alive, reachable).
+fn blob_status(meta: &str) -> std::collections::BTreeMap<String, (bool, bool)> {
+    let out = std::process::Command::new(coffer_bin())
+        .args(["admin", "cluster", "--meta", meta, "--json", "status"])
+        .output()
+        .expect("coffer admin cluster status");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    v["blob_nodes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no blob_nodes in {v}"))
+        .iter()
+        .map(|n| {
+            (
+                n["id"].as_str().unwrap().to_owned(),
+                (n["alive"] == true, n["reachable"] == true),
+            )
+        })
+        .collect()
+}
+
 async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &[u8]) {
     s3.put_object()
         .bucket(bucket)
@@ -183,6 +210,11 @@ async fn three_replicas_survive_node_failures() {
         ]),
     );
     wait_for_nodes(dir, "gw", &ids);
+    let all_ok = ids
+        .iter()
+        .map(|id| (id.to_string(), (true, true)))
+        .collect();
+    assert_eq!(blob_status(&meta_addr), all_ok);
     let endpoint = format!("http://{}", gw.ready_str("s3"));
     let s3 = s3_client(&endpoint, true).await;
     let no_retry = s3_client_no_retry(&endpoint);
@@ -225,8 +257,13 @@ async fn three_replicas_survive_node_failures() {
     assert!(nodes[1].blobs() >= before[1] + 4);
     assert_eq!(nodes[1].blobs() - before[1], nodes[2].blobs() - before[2]);
 
+    let mut expected = all_ok.clone();
+    expected.insert("b0".into(), (true, false));
+    assert_eq!(blob_status(&meta_addr), expected, "b0 killed just now");
+
     // Two killed: PUT fails with 503 in bounded time; GET reads from the last replica.
     nodes[1].kill();
+    let survivor = nodes[2].blobs();
     let started = Instant::now();
     let err = no_retry
         .put_object()
@@ -243,6 +280,7 @@ async fn three_replicas_survive_node_failures() {
         "the PUT took {:?} to fail",
         started.elapsed()
     );
+    assert_eq!(nodes[2].blobs(), survivor, "the failed PUT left a blob");
     for (key, body) in &objects {
         assert!(get_bytes(&no_retry, &bucket, key).await == *body, "{key}");
     }

@@ -7,6 +7,8 @@
 //! - [`http`]: bodies (aws-chunked, trailers), checksums, ranges.
 //! - [`s3`]: the handlers, one module per operation family.
 //! - [`sse`]: server-side encryption: envelopes of new versions, unwrapping data keys.
+//! - [`jobs`], [`jobs_api`]: the background job runner (bulk re-encryption) and its admin
+//!   HTTP API.
 //! - [`error`]: S3 error codes and the XML error body; every domain error → S3 conversion.
 //! - [`xml`], [`metrics`], [`state`]: response XML, Prometheus metrics, shared state.
 #![warn(missing_docs)]
@@ -15,6 +17,8 @@ pub mod bucket_keys;
 pub mod directory;
 pub mod error;
 pub mod http;
+pub mod jobs;
+pub mod jobs_api;
 pub mod kms_api;
 pub mod metered_kms;
 pub mod metrics;

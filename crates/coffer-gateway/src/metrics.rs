@@ -4,6 +4,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -23,6 +24,20 @@ pub struct OpLabels {
     pub op: String,
 }
 
+/// Labels of job object counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `rewrapped`, `already_done`, `skipped` or `failed`.
+    pub outcome: String,
+}
+
+/// Labels of the job gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobStateLabels {
+    /// The job state (`pending`, `running`, `paused`, `completed`, `cancelled`, `failed`).
+    pub state: String,
+}
+
 /// The gateway's metrics and their registry.
 pub struct Metrics {
     registry: Registry,
@@ -36,6 +51,11 @@ pub struct Metrics {
     pub bytes_out: Counter,
     /// `coffer_s3_kms_calls_total{op}`: KMS calls by operation (see `MeteredKms`).
     pub kms_calls: Family<OpLabels, Counter>,
+    /// `coffer_s3_job_objects_total{outcome}`: object versions this gateway's job runner
+    /// processed, by outcome.
+    pub job_objects: Family<OutcomeLabels, Counter>,
+    /// `coffer_s3_jobs{state}`: jobs of the cluster by state, as the runner last listed them.
+    pub jobs: Family<JobStateLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -67,8 +87,18 @@ impl Default for Metrics {
         registry.register("bytes_out", "Object payload bytes sent", bytes_out.clone());
         let kms_calls = Family::<OpLabels, Counter>::default();
         registry.register("kms_calls", "KMS calls by operation", kms_calls.clone());
+        let job_objects = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "job_objects",
+            "Object versions processed by background jobs on this gateway, by outcome",
+            job_objects.clone(),
+        );
+        let jobs = Family::<JobStateLabels, Gauge>::default();
+        registry.register("jobs", "Background jobs by state", jobs.clone());
         Metrics {
             registry,
+            job_objects,
+            jobs,
             requests,
             latency,
             bytes_in,
@@ -90,6 +120,42 @@ impl Metrics {
         self.latency
             .get_or_create(&OpLabels { op: op.to_string() })
             .observe(seconds);
+    }
+
+    /// Counts a job checkpoint's objects.
+    pub fn add_job_objects(&self, c: &coffer_meta::JobCounters) {
+        for (outcome, n) in [
+            ("rewrapped", c.rewrapped),
+            ("already_done", c.already_done),
+            ("skipped", c.skipped),
+            ("failed", c.failed),
+        ] {
+            self.job_objects
+                .get_or_create(&OutcomeLabels {
+                    outcome: outcome.into(),
+                })
+                .inc_by(n);
+        }
+    }
+
+    /// Sets the job gauge from a listing of the jobs.
+    pub fn set_job_states(&self, jobs: &[coffer_meta::JobRecord]) {
+        use coffer_meta::JobState as S;
+        for state in [
+            S::Pending,
+            S::Running,
+            S::Paused,
+            S::Completed,
+            S::Cancelled,
+            S::Failed,
+        ] {
+            let n = jobs.iter().filter(|j| j.state == state).count() as i64;
+            self.jobs
+                .get_or_create(&JobStateLabels {
+                    state: state.as_str().into(),
+                })
+                .set(n);
+        }
     }
 
     /// The Prometheus text exposition.

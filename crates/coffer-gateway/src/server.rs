@@ -36,7 +36,8 @@ pub async fn serve(
         .await
 }
 
-/// Serves `/health/live`, `/health/ready` and `/metrics` until `shutdown` resolves.
+/// Serves `/health/live`, `/health/ready`, `/metrics` and the job API ([`crate::jobs_api`])
+/// until `shutdown` resolves.
 pub async fn serve_admin(
     listener: TcpListener,
     state: Arc<AppState>,
@@ -70,7 +71,8 @@ pub async fn serve_admin(
                 )
             }),
         )
-        .with_state(state);
+        .with_state(state.clone())
+        .merge(crate::jobs_api::router(state));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

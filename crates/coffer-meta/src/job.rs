@@ -101,6 +101,10 @@ pub struct JobCursor {
     pub key: String,
     /// Version ID (in all-versions jobs; `None` when walking current versions).
     pub version_id: Option<String>,
+    /// The version's `seq`: a walk resuming inside `key` takes only older versions (smaller
+    /// `seq`), even if the cursor's version was deleted meanwhile.
+    #[serde(default)]
+    pub seq: u64,
 }
 
 /// Counts of a job. `done()` of them out of `total` is its progress.

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::bucket::read_body;
 use super::common::*;
 use crate::error::{S3Error, S3ErrorCode, S3Result};
-use crate::state::ReqCtx;
+use crate::state::{AppState, ReqCtx};
 use crate::xml;
 
 /// The seed's messages, word for word (typographic apostrophes included).
@@ -71,7 +71,7 @@ struct SseKms {
 }
 
 /// What a valid request asks for.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// The full key ARN.
     pub key_arn: String,
@@ -111,7 +111,7 @@ pub fn valid_key_arn(arn: &str) -> bool {
 }
 
 /// The account field of a key ARN.
-fn arn_account(arn: &str) -> &str {
+pub fn arn_account(arn: &str) -> &str {
     arn.split(':').nth(4).unwrap_or_default()
 }
 
@@ -162,48 +162,116 @@ pub async fn handle(ctx: ReqCtx, body: Body) -> S3Result<Response> {
     if arn_account(&target.key_arn) != state.config.account_id {
         return Err(denied(msg::OTHER_ACCOUNT));
     }
-    let version_id = version_param(ctx.query("versionId")).map(str::to_string);
+    let version_id = version_param(ctx.query("versionId"));
+    match rewrap_version(&state, ctx.bucket(), ctx.key(), version_id, &target, false).await? {
+        Ok(_) => Ok(empty(StatusCode::OK)),
+        Err(Refusal::DeleteMarker) => Err(crate::s3_error!(
+            NoSuchKey,
+            "The specified key does not exist."
+        )
+        .with_detail("Key", ctx.key())),
+        Err(Refusal::Unencrypted) => Err(invalid(msg::SOURCE_UNENCRYPTED)),
+        Err(Refusal::SourceType(_)) => Err(invalid(msg::SOURCE_TYPE)),
+        Err(Refusal::LegalHold | Refusal::Retention) => Err(denied(msg::OBJECT_LOCK)),
+    }
+}
 
-    // Compare-and-set loop: a concurrent PUT, DELETE or rewrap changes the generation (or the
-    // version); re-read and decide again.
-    for _ in 0..5 {
-        let v = state
-            .meta
-            .get_object(ctx.bucket(), ctx.key(), version_id.as_deref())
-            .await?;
-        if v.delete_marker {
-            return Err(
-                crate::s3_error!(NoSuchKey, "The specified key does not exist.")
-                    .with_detail("Key", ctx.key()),
-            );
+/// Why a version's data key is not rewrapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The version is a delete marker.
+    DeleteMarker,
+    /// No envelope.
+    Unencrypted,
+    /// SSE-C or DSSE-KMS.
+    SourceType(SseAlgorithm),
+    /// Object Lock legal hold.
+    LegalHold,
+    /// Object Lock retention in force.
+    Retention,
+}
+
+impl Refusal {
+    /// A short reason, as re-encryption job reports list it.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::DeleteMarker => "delete-marker",
+            Refusal::Unencrypted => "unencrypted",
+            Refusal::SourceType(SseAlgorithm::SseC) => "sse-c",
+            Refusal::SourceType(_) => "dsse-kms",
+            Refusal::LegalHold => "object-lock-legal-hold",
+            Refusal::Retention => "object-lock-retention",
         }
-        let env = v
-            .envelope
-            .clone()
-            .ok_or_else(|| invalid(msg::SOURCE_UNENCRYPTED))?;
+    }
+}
+
+/// What [`rewrap_version`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rewrapped {
+    /// The envelope now names the target.
+    Done,
+    /// It already did (only with `skip_if_at_target`); nothing was written.
+    AlreadyAtTarget,
+}
+
+/// True if `env` is SSE-KMS under the target key with the target Bucket Key setting.
+pub fn at_target(env: &Envelope, target: &Target) -> bool {
+    env.algorithm == SseAlgorithm::AwsKms
+        && env.kms_key_arn.as_deref() == Some(target.key_arn.as_str())
+        && env.bucket_key_id.is_some() == target.bucket_key_enabled
+}
+
+/// The rewrap of UpdateObjectEncryption and of re-encryption jobs: reads the version (the
+/// current one without `version_id`), refuses what the operation refuses, rewraps its data key
+/// through KMS ReEncrypt and replaces the envelope with one compare-and-set on its generation
+/// and `seq`; a concurrent PUT, DELETE or rewrap makes it read and decide again (5 times).
+/// With `skip_if_at_target`, a version already under the target is left alone.
+pub async fn rewrap_version(
+    state: &AppState,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+    target: &Target,
+    skip_if_at_target: bool,
+) -> S3Result<Result<Rewrapped, Refusal>> {
+    for _ in 0..5 {
+        let v = state.meta.get_object(bucket, key, version_id).await?;
+        if v.delete_marker {
+            return Ok(Err(Refusal::DeleteMarker));
+        }
+        let Some(env) = v.envelope.clone() else {
+            return Ok(Err(Refusal::Unencrypted));
+        };
         match env.algorithm {
             SseAlgorithm::Aes256 | SseAlgorithm::AwsKms => {}
-            SseAlgorithm::AwsKmsDsse | SseAlgorithm::SseC => return Err(invalid(msg::SOURCE_TYPE)),
+            a @ (SseAlgorithm::AwsKmsDsse | SseAlgorithm::SseC) => {
+                return Ok(Err(Refusal::SourceType(a)))
+            }
         }
-        let locked = v.legal_hold
-            || v.retention
-                .as_ref()
-                .is_some_and(|r| r.retain_until_ms > now_ms());
-        if locked {
-            return Err(denied(msg::OBJECT_LOCK));
+        if skip_if_at_target && at_target(&env, target) {
+            return Ok(Ok(Rewrapped::AlreadyAtTarget));
+        }
+        if v.legal_hold {
+            return Ok(Err(Refusal::LegalHold));
+        }
+        if v.retention
+            .as_ref()
+            .is_some_and(|r| r.retain_until_ms > now_ms())
+        {
+            return Ok(Err(Refusal::Retention));
         }
         let new_env = crate::sse::rewrap(
-            &state,
-            ctx.bucket(),
-            ctx.key(),
+            state,
+            bucket,
+            key,
             &env,
             &target.key_arn,
             target.bucket_key_enabled,
         )
         .await?;
         let cmd = Command::UpdateEnvelope {
-            bucket: ctx.bucket().to_string(),
-            key: ctx.key().to_string(),
+            bucket: bucket.to_string(),
+            key: key.to_string(),
             version_id: Some(v.version_id.clone()),
             expected_generation: env.generation,
             expected_seq: Some(v.seq),
@@ -213,7 +281,7 @@ pub async fn handle(ctx: ReqCtx, body: Body) -> S3Result<Response> {
             },
         };
         match state.meta.apply(cmd).await {
-            Ok(_) => return Ok(empty(StatusCode::OK)),
+            Ok(_) => return Ok(Ok(Rewrapped::Done)),
             Err(MetaError::GenerationMismatch { .. }) => continue,
             Err(MetaError::NoSuchVersion(_)) if version_id.is_none() => continue,
             Err(e) => return Err(e.into()),

@@ -207,6 +207,7 @@ mod tests {
             cursor: Some(JobCursor {
                 key: format!("k{n}"),
                 version_id: None,
+                seq: 0,
             }),
             counters: JobCounters {
                 rewrapped: n,

@@ -274,6 +274,25 @@ pub async fn run(args: BlobArgs) -> Result<(), CmdError> {
             GrpcMetaClient::new(meta_addrs.clone(), GrpcMetaConfig::default())
                 .map_err(|e| format!("--meta: {e}"))?,
         );
+        // Checked before the data directory is touched.
+        match &args.advertise {
+            Some(a) => {
+                GrpcBlobStore::connect_lazy(GrpcBlobConfig {
+                    endpoint: a.clone(),
+                    ..Default::default()
+                })
+                .map_err(|e| format!("--advertise: {e}"))?;
+            }
+            None if args.listen.ip().is_unspecified() => {
+                return Err(format!(
+                    "listening on {}: give --advertise http://HOST:PORT, the address gateways \
+                     reach this node at",
+                    args.listen
+                )
+                .into())
+            }
+            None => {}
+        }
         Some((id, meta))
     };
     std::fs::create_dir_all(&args.data_dir)?;

@@ -9,6 +9,7 @@
 use std::io::Write;
 use std::time::Duration;
 
+use coffer_blob::grpc::{GrpcBlobConfig, GrpcBlobStore};
 use coffer_meta::{GrpcMetaClient, GrpcMetaConfig, StateDigest};
 use coffer_raft::admin::{ClusterStatus, MemberStatus, NodeStatus, Role};
 use coffer_raft::{AdminConfig, NodeId, RaftAdminClient};
@@ -29,7 +30,19 @@ const EXIT_DIFFER: i32 = 3;
 pub async fn run(args: &ClusterArgs, as_json: bool) -> Result<(), CmdError> {
     let admin = RaftAdminClient::new(args.meta.clone(), AdminConfig::default())?;
     let out = match &args.command {
-        ClusterCommand::Status => status_output(&admin.cluster_status().await?),
+        ClusterCommand::Status => {
+            let mut out = status_output(&admin.cluster_status().await?);
+            // The blob nodes registered in the group (`coffer blob --meta`).
+            let blobs = blob_nodes_output(&args.meta).await;
+            if let (Output::Rows(_, _, v), Output::Rows(_, _, b)) = (&mut out, &blobs) {
+                v["blob_nodes"] = b.clone();
+            }
+            print!("{}", render(&out, as_json)?);
+            if !as_json {
+                print!("\n{}", render(&blobs, false)?);
+            }
+            return Ok(());
+        }
         ClusterCommand::AddLearner { id, addr } => {
             let index = admin.add_learner(*id, addr).await?;
             changed(&admin, "added as a learner (caught up)", *id, index).await?
@@ -98,6 +111,101 @@ async fn changed(
             "learners": m.learners(),
         }),
     ))
+}
+
+/// A registered node counts as alive while its last heartbeat is at most this old.
+const ALIVE_WITHIN_MS: u64 = 3 * super::blob::HEARTBEAT_INTERVAL.as_millis() as u64 + 1_000;
+
+/// The blob nodes registered in the metadata group at `meta`, for `coffer admin cluster
+/// status`: id, address, heartbeat age, and whether the node answers a Stat from here. Bounded
+/// (a few seconds) so that a status of a group without quorum still prints its members.
+async fn blob_nodes_output(meta: &[String]) -> Output {
+    let headers = vec!["BLOB NODE", "ADDRESS", "HEARTBEAT", "STATUS"];
+    let client = GrpcMetaClient::new(
+        meta.to_vec(),
+        GrpcMetaConfig {
+            call_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(3),
+            max_attempts: 4,
+            ..Default::default()
+        },
+    );
+    let records = match client {
+        Ok(c) => super::blob::registered_nodes(&c).await,
+        Err(e) => Err(e),
+    };
+    let records = match records {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = format!("cannot read the registered blob nodes: {e}");
+            return Output::Rows(
+                headers,
+                vec![vec![
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    msg.clone(),
+                ]],
+                serde_json::json!({ "error": msg }),
+            );
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    // Probed in parallel: each for at most 2 s.
+    let probes: Vec<_> = records
+        .iter()
+        .map(|r| {
+            let endpoint = r.addr.clone();
+            tokio::spawn(async move {
+                GrpcBlobStore::connect_lazy(GrpcBlobConfig {
+                    endpoint,
+                    call_timeout: Duration::from_secs(2),
+                    retries: 0,
+                    ..Default::default()
+                })?
+                .stat()
+                .await
+                .map(|s| s.version)
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(probes.len());
+    for p in probes {
+        results.push(match p.await {
+            Ok(r) => r,
+            Err(e) => Err(coffer_blob::BlobError::Io(std::io::Error::other(e))),
+        });
+    }
+    let mut rows = Vec::new();
+    let mut nodes = Vec::new();
+    for (r, probe) in records.iter().zip(results) {
+        let age_ms = now.saturating_sub(r.last_heartbeat_ms);
+        let alive = age_ms <= ALIVE_WITHIN_MS;
+        let status = match &probe {
+            Ok(_) if alive => "ok".to_string(),
+            Ok(_) => "reachable, heartbeat stale".to_string(),
+            Err(e) => format!("unreachable: {e}"),
+        };
+        rows.push(vec![
+            r.id.clone(),
+            r.addr.clone(),
+            format!("{:.1} s ago", age_ms as f64 / 1000.0),
+            status,
+        ]);
+        nodes.push(serde_json::json!({
+            "id": r.id,
+            "addr": r.addr,
+            "last_heartbeat_ms": r.last_heartbeat_ms,
+            "heartbeat_age_ms": age_ms,
+            "alive": alive,
+            "reachable": probe.is_ok(),
+            "version": probe.as_ref().ok(),
+        }));
+    }
+    Output::Rows(headers, rows, serde_json::Value::Array(nodes))
 }
 
 fn opt(v: Option<u64>) -> String {

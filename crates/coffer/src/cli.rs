@@ -285,6 +285,83 @@ pub enum AdminCommand {
     Alias(AliasCommand),
     /// The metadata Raft group: status, membership changes, state digests.
     Cluster(ClusterArgs),
+    /// Bulk re-encryption jobs, through a gateway's admin API.
+    Reencrypt(ReencryptArgs),
+}
+
+/// `coffer admin reencrypt`.
+#[derive(Debug, Args)]
+pub struct ReencryptArgs {
+    /// A gateway's admin listener (`coffer dev` / `coffer gateway` `--admin-listen`).
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:9001",
+        env = "COFFER_ADMIN_ENDPOINT"
+    )]
+    pub admin_endpoint: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ReencryptCommand,
+}
+
+/// `coffer admin reencrypt` commands.
+#[derive(Debug, Subcommand)]
+pub enum ReencryptCommand {
+    /// Start a job that rewraps the data keys of a bucket's objects under a KMS key.
+    Start(ReencryptStartArgs),
+    /// List the jobs.
+    List,
+    /// Show a job: state, counts, skipped objects.
+    Show {
+        /// Job ID.
+        id: String,
+    },
+    /// Pause a job (the runner stops at its next checkpoint).
+    Pause {
+        /// Job ID.
+        id: String,
+    },
+    /// Resume a paused job.
+    Resume {
+        /// Job ID.
+        id: String,
+    },
+    /// Cancel a job.
+    Cancel {
+        /// Job ID.
+        id: String,
+    },
+    /// Follow a job with a progress bar until it ends, then print its summary.
+    Watch {
+        /// Job ID.
+        id: String,
+    },
+}
+
+/// `coffer admin reencrypt start`.
+#[derive(Debug, Args)]
+pub struct ReencryptStartArgs {
+    /// Bucket.
+    #[arg(long)]
+    pub bucket: String,
+    /// Only keys starting with this.
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    /// Current encryption to select: any, sse-s3, sse-kms or sse-kms:<key ARN>.
+    #[arg(long, default_value = "any")]
+    pub source: String,
+    /// Every version, not only the current one of each key.
+    #[arg(long)]
+    pub all_versions: bool,
+    /// Target SSE-KMS key ARN.
+    #[arg(long)]
+    pub target_key: String,
+    /// Use an S3 Bucket Key for the rewrapped objects.
+    #[arg(long, default_value = "off", value_parser = ["on", "off"])]
+    pub bucket_key: String,
+    /// Follow the job until it ends (progress bar, then summary).
+    #[arg(long)]
+    pub wait: bool,
 }
 
 /// `coffer admin key`.

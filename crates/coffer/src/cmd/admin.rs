@@ -1,6 +1,7 @@
 //! `coffer admin`: manage KMS keys and aliases through the AWS KMS JSON API (aws-sdk-kms, SigV4
 //! with service `kms`) of a `coffer dev` S3 port or a `coffer kms --listen` port; `coffer admin
-//! cluster` (the metadata Raft group) is in `cluster.rs`.
+//! cluster` (the metadata Raft group) is in `cluster.rs`, `coffer admin reencrypt` (bulk
+//! re-encryption jobs) in `reencrypt.rs`.
 //!
 //! Each command builds one [`Output`]: a JSON value for `--json` and the same data as an aligned
 //! table. Service errors end the command with `<AWS exception name>: <message>`.
@@ -39,6 +40,7 @@ pub async fn run(args: AdminArgs) -> Result<(), CmdError> {
         AdminCommand::Cluster(cluster) => return super::cluster::run(cluster, args.json).await,
         AdminCommand::Key(cmd) => key_command(&client(&args)?, cmd).await?,
         AdminCommand::Alias(cmd) => alias_command(&client(&args)?, cmd).await?,
+        AdminCommand::Reencrypt(re) => return super::reencrypt::run(&args, re).await,
     };
     print!("{}", render(&out, args.json)?);
     Ok(())
@@ -48,17 +50,7 @@ pub async fn run(args: AdminArgs) -> Result<(), CmdError> {
 /// `COFFER_ACCESS_KEY_ID`/`COFFER_SECRET_ACCESS_KEY`, `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`,
 /// or `--data-dir`'s `credentials.json`.
 fn client(args: &AdminArgs) -> Result<Client, CmdError> {
-    let creds = match env_credentials().or_else(aws_env_credentials) {
-        Some(c) => c,
-        None => stored_credentials(&args.data_dir)?.ok_or_else(|| {
-            format!(
-                "no credentials: set COFFER_ACCESS_KEY_ID and COFFER_SECRET_ACCESS_KEY (or \
-                 AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), or pass the --data-dir holding \
-                 credentials.json (now {})",
-                args.data_dir.display()
-            )
-        })?,
-    };
+    let creds = credentials(args)?;
     let conf = aws_sdk_kms::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(args.region.clone()))
@@ -79,6 +71,22 @@ fn client(args: &AdminArgs) -> Result<Client, CmdError> {
         )
         .build();
     Ok(Client::from_conf(conf))
+}
+
+/// The first key pair found in `COFFER_ACCESS_KEY_ID`/`COFFER_SECRET_ACCESS_KEY`,
+/// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, or `--data-dir`'s `credentials.json`.
+pub(super) fn credentials(args: &AdminArgs) -> Result<StoredCredentials, CmdError> {
+    match env_credentials().or_else(aws_env_credentials) {
+        Some(c) => Ok(c),
+        None => Ok(stored_credentials(&args.data_dir)?.ok_or_else(|| {
+            format!(
+                "no credentials: set COFFER_ACCESS_KEY_ID and COFFER_SECRET_ACCESS_KEY (or \
+                 AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), or pass the --data-dir holding \
+                 credentials.json (now {})",
+                args.data_dir.display()
+            )
+        })?),
+    }
 }
 
 /// The pair in `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`, when both are set.

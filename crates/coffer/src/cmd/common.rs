@@ -440,6 +440,7 @@ pub struct GatewayServers {
     stop_tx: watch::Sender<bool>,
     s3: JoinHandle<std::io::Result<()>>,
     admin: JoinHandle<std::io::Result<()>>,
+    jobs: JoinHandle<()>,
 }
 
 impl GatewayServers {
@@ -456,17 +457,25 @@ impl GatewayServers {
         let admin_addr = admin_listener.local_addr()?;
         let ready = Arc::new(AtomicBool::new(false));
         let (stop_tx, stop_rx) = watch::channel(false);
+        // The background job runner (re-encryption jobs), tuned by COFFER_JOBS_* variables.
+        let jobs_config = coffer_gateway::jobs::JobsConfig::from_env()?;
+        let jobs = tokio::spawn(coffer_gateway::jobs::run(
+            state.clone(),
+            jobs_config,
+            stop_rx.clone(),
+        ));
         let s3 = tokio::spawn(coffer_gateway::serve(
             s3_listener,
             state.clone(),
             stopped(stop_rx.clone()),
         ));
-        let admin = tokio::spawn(health::serve(
+        let admin = tokio::spawn(health::serve_with(
             admin_listener,
             Arc::new(GatewayProbe {
-                state,
+                state: state.clone(),
                 ready: ready.clone(),
             }),
+            coffer_gateway::jobs_api::router(state),
             stopped(stop_rx),
         ));
         Ok(GatewayServers {
@@ -476,6 +485,7 @@ impl GatewayServers {
             stop_tx,
             s3,
             admin,
+            jobs,
         })
     }
 
@@ -493,6 +503,11 @@ impl GatewayServers {
     pub async fn stop(self, grace: Duration) -> Result<(), CmdError> {
         self.ready.store(false, Ordering::Release);
         let _ = self.stop_tx.send(true);
+        // The runner releases its job at its next checkpoint; a page in flight may take a while.
+        let mut jobs = self.jobs;
+        if tokio::time::timeout(grace, &mut jobs).await.is_err() {
+            jobs.abort();
+        }
         join_server("S3 server", self.s3, grace).await?;
         join_server("admin server", self.admin, grace).await
     }

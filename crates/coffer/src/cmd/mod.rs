@@ -9,6 +9,7 @@ mod gateway;
 mod health;
 mod kms;
 mod meta;
+mod reencrypt;
 
 use crate::cli::{Cli, Command};
 

@@ -20,11 +20,35 @@ use crate::{coffer_bin, s3_client, Process, ACCESS_KEY, SECRET_KEY};
 /// How long a `coffer admin cluster` command may take before the harness gives up on it.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Reserves a loopback port: binds `127.0.0.1:0`, notes the port and frees it again, so a
-/// process started right after can bind it (and bind it again when it is restarted).
+/// Reserves a loopback port (see [`reserve_ports`]).
 pub fn reserve_port() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").to_string()
+    reserve_ports(1).remove(0)
+}
+
+/// Reserves `n` distinct loopback ports: binds `127.0.0.1:0` `n` times, notes the ports and
+/// frees them together, so processes started right after can bind them (and bind them again
+/// when they are restarted).
+pub fn reserve_ports(n: usize) -> Vec<String> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local_addr").to_string())
+        .collect()
+}
+
+/// Waits (at most 10 s) until `addr` can be bound, e.g. while an outgoing connection that
+/// happened to get the port as its local one is still open.
+fn wait_bindable(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Err(e) = TcpListener::bind(addr) {
+        assert!(
+            Instant::now() < deadline,
+            "{addr} cannot be bound again: {e}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Settings of a [`Cluster`].
@@ -130,9 +154,10 @@ impl Cluster {
             .expect("tempdir");
         let dir = tmp.path().to_path_buf();
         let members: Vec<Member> = (1..=3u64)
-            .map(|id| Member {
+            .zip(reserve_ports(3))
+            .map(|(id, addr)| Member {
                 id,
-                addr: reserve_port(),
+                addr,
                 data_dir: dir.join(format!("meta-{id}")),
                 process: None,
                 generation: 0,
@@ -282,17 +307,18 @@ impl Cluster {
         assert!(m.process.is_none(), "meta member {id} is still running");
         m.generation += 1;
         let args = meta_args(m, &initial, snapshot_logs);
+        wait_bindable(&m.addr);
         let tag = format!("meta-{id}-{}", m.generation);
         m.process = Some(Process::start(&dir, &tag, &args));
     }
 
-    /// The stderr log of member `id`'s current (or last) process.
+    /// The stderr log of member `id`'s current (or last) process, without terminal colours.
     pub fn member_log(&self, id: u64) -> String {
         let m = self.member(id);
         let path = self
             .dir
             .join(format!("stderr-meta-{id}-{}.log", m.generation));
-        std::fs::read_to_string(&path).unwrap_or_default()
+        strip_ansi(&std::fs::read_to_string(&path).unwrap_or_default())
     }
 
     /// Runs `coffer admin cluster --meta <members> --json <sub...>` with a deadline.
@@ -455,6 +481,24 @@ impl Drop for Cluster {
             }
         }
     }
+}
+
+/// `text` without ANSI escape sequences (`ESC [ ... letter`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn os_args(args: &[&str]) -> Vec<OsString> {

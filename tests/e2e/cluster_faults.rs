@@ -705,27 +705,33 @@ async fn lagging_follower_catches_up_by_snapshot() {
 
     blocking(|| env.cluster.kill(follower));
     let load = Load::start(&env.target, 6, 2_000);
-    // Write until the leader's snapshot is so far past what the follower has that the log
-    // before it is purged (down to LOG_KEPT_BEFORE_SNAPSHOT entries): only a snapshot can bring
-    // the follower back.
-    let goal = behind_at + LOG_KEPT_BEFORE_SNAPSHOT + 50;
+    // Write until the leader has purged the log the follower needs: its snapshot is more than
+    // LOG_KEPT_BEFORE_SNAPSHOT entries past the follower, and it has started to send the
+    // follower a snapshot (which it does only for a follower whose next entry is purged, or
+    // about to be). Only a snapshot can bring the follower back then.
+    let goal = behind_at + LOG_KEPT_BEFORE_SNAPSHOT;
     let deadline = Instant::now() + Duration::from_secs(150);
+    let sending = format!("target={follower} ");
     let leader_snapshot = loop {
-        let status = blocking(|| env.cluster.status());
-        let snapshot = status.as_ref().and_then(|s| {
+        let snapshot = blocking(|| env.cluster.status()).and_then(|s| {
             s.iter()
-                .find(|m| m.role == "leader")
+                .find(|m| m.id == leader && m.role == "leader")
                 .and_then(|m| m.raw["snapshot_index"].as_u64())
         });
-        if let Some(s) = snapshot.filter(|s| *s > goal) {
-            break s;
+        let log = env.cluster.member_log(leader);
+        let sent = log
+            .lines()
+            .any(|l| l.contains("sending a snapshot") && l.contains(&sending));
+        match snapshot {
+            Some(s) if s > goal && sent => break s,
+            _ => assert!(
+                Instant::now() < deadline,
+                "member {leader} did not start sending member {follower} a snapshot past \
+                 index {goal} in time (its snapshot: {snapshot:?}, acked {})",
+                load.acked()
+            ),
         }
-        assert!(
-            Instant::now() < deadline,
-            "the leader's snapshot did not pass index {goal} in time (acked {}): {status:?}",
-            load.acked()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
     };
     let logs = load.finish().await;
 

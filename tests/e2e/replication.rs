@@ -320,3 +320,46 @@ async fn three_replicas_survive_node_failures() {
         assert!(get_bytes(&s3, &bucket, key).await == *body, "{key}");
     }
 }
+
+/// Bad replication options end `coffer gateway` at once with a clear message, before it waits
+/// for the metadata group or the KMS (neither runs here).
+#[test]
+fn gateway_refuses_bad_replication_options() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--blob", "http://127.0.0.1:1", "--replicas", "3"],
+            "one --blob keeps every blob on that node",
+        ),
+        (
+            &["--blob", "http://127.0.0.1:1,http://127.0.0.1:2"],
+            "3 replicas need at least 3 blob nodes, 2 given",
+        ),
+        (
+            &["--replicas", "2", "--write-quorum", "3"],
+            "cannot exceed the number of replicas",
+        ),
+        (&["--write-quorum", "0"], "must be at least 1"),
+    ];
+    let unused = reserve_port();
+    for (extra, message) in cases {
+        let started = Instant::now();
+        let out = std::process::Command::new(coffer_bin())
+            .args([
+                "gateway",
+                "--meta",
+                &unused,
+                "--kms",
+                &format!("http://{unused}"),
+            ])
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("COFFER_ACCESS_KEY_ID", coffer_tests::ACCESS_KEY)
+            .env("COFFER_SECRET_ACCESS_KEY", coffer_tests::SECRET_KEY)
+            .output()
+            .expect("coffer gateway");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra:?} was accepted");
+        assert!(stderr.contains(message), "{extra:?}: {stderr}");
+        assert!(started.elapsed() < Duration::from_secs(10), "{extra:?}");
+    }
+}

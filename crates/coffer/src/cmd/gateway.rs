@@ -59,13 +59,14 @@ pub async fn run(args: GatewayArgs) -> Result<(), CmdError> {
         GrpcMetaClient::new(meta_addrs.clone(), GrpcMetaConfig::default())
             .map_err(|e| format!("--meta: {e}"))?,
     );
+    let blob_nodes = Blobs::from_args(&args)?;
     let kms = grpc_kms_client(&args.kms, args.kms_timeout_ms).map_err(|e| format!("--kms: {e}"))?;
     tracing::info!(meta = ?meta_addrs, kms = %args.kms, "waiting for the metadata group and the KMS");
     let sse_s3_key_arn = while_unavailable("SSE-S3 key", STARTUP_WAIT, || {
         sse_s3_key(kms.as_ref(), meta.as_ref())
     })
     .await?;
-    let (blobs, blob_desc) = blob_store(&args, &meta).await?;
+    let (blobs, blob_desc) = blob_nodes.start(&meta).await;
     let banner_key = sse_s3_key_arn.clone();
     let state = Arc::new(AppState::new(
         meta,
@@ -120,42 +121,46 @@ fn blob_client(endpoint: &str) -> Result<Arc<GrpcBlobStore>, CmdError> {
     ))
 }
 
-/// The gateway's blob store from `--blob`, `--replicas`, `--write-quorum` (see the module doc),
-/// and how the banner describes it.
-async fn blob_store(
-    args: &GatewayArgs,
-    meta: &Arc<dyn MetaClient>,
-) -> Result<(Arc<dyn BlobStore>, String), CmdError> {
-    let endpoints = address_list(&args.blob);
-    let replication = Replication {
-        replicas: args.replicas.unwrap_or(3),
-        write_quorum: args.write_quorum.unwrap_or(2),
-    };
-    if let [endpoint] = endpoints.as_slice() {
-        if args.replicas.is_some() || args.write_quorum.is_some() {
-            return Err(
-                "--replicas and --write-quorum apply to several --blob endpoints, or \
-                        to none (the blob nodes registered in meta); one --blob keeps every \
-                        blob on that node"
-                    .into(),
-            );
+/// The gateway's blob nodes from `--blob`, `--replicas`, `--write-quorum` (see the module doc),
+/// checked before startup waits for anything.
+enum Blobs {
+    /// One node, every blob there.
+    Single(Arc<GrpcBlobStore>, String),
+    /// Several `--blob` endpoints, replicated over.
+    Fixed(Arc<ReplicatedBlobStore>, String),
+    /// The nodes registered in meta, replicated over.
+    FromMeta(Arc<ReplicatedBlobStore>, String),
+}
+
+impl Blobs {
+    fn from_args(args: &GatewayArgs) -> Result<Blobs, CmdError> {
+        let endpoints = address_list(&args.blob);
+        if let [endpoint] = endpoints.as_slice() {
+            if args.replicas.is_some() || args.write_quorum.is_some() {
+                return Err(
+                    "--replicas and --write-quorum apply to several --blob endpoints, \
+                            or to none (the blob nodes registered in meta); one --blob keeps \
+                            every blob on that node"
+                        .into(),
+                );
+            }
+            return Ok(Blobs::Single(blob_client(endpoint)?, endpoint.clone()));
         }
-        let store = blob_client(endpoint)?;
-        match store.stat().await {
-            Ok(s) => tracing::info!(blob = %endpoint, version = %s.version, "blob node reachable"),
-            Err(e) => tracing::warn!(
-                blob = %endpoint,
-                error = %e,
-                "the blob node is not reachable yet; requests that need it answer 503 until it is"
-            ),
+        let replication = Replication {
+            replicas: args.replicas.unwrap_or(3),
+            write_quorum: args.write_quorum.unwrap_or(2),
+        };
+        replication
+            .validate()
+            .map_err(|e| format!("--replicas/--write-quorum: {e}"))?;
+        let desc = format!("R={}, W={}", replication.replicas, replication.write_quorum);
+        if endpoints.is_empty() {
+            let store = ReplicatedBlobStore::dynamic(replication)?;
+            return Ok(Blobs::FromMeta(
+                Arc::new(store),
+                format!("registered in meta ({desc})"),
+            ));
         }
-        return Ok((store, endpoint.clone()));
-    }
-    replication
-        .validate()
-        .map_err(|e| format!("--replicas/--write-quorum: {e}"))?;
-    let desc = format!("R={}, W={}", replication.replicas, replication.write_quorum);
-    if !endpoints.is_empty() {
         let nodes = endpoints
             .iter()
             .map(|e| {
@@ -167,25 +172,50 @@ async fn blob_store(
             .collect::<Result<Vec<_>, CmdError>>()?;
         let store =
             ReplicatedBlobStore::new(nodes, replication).map_err(|e| format!("--blob: {e}"))?;
-        return Ok((Arc::new(store), format!("{} ({desc})", endpoints.join(","))));
+        Ok(Blobs::Fixed(
+            Arc::new(store),
+            format!("{} ({desc})", endpoints.join(",")),
+        ))
     }
-    let store = Arc::new(ReplicatedBlobStore::dynamic(replication)?);
-    let mut known = KnownNodes::default();
-    if let Err(e) = known.refresh(meta.as_ref(), &store).await {
-        tracing::warn!(error = %e, "cannot read the blob nodes registered in meta yet");
-    }
-    tokio::spawn({
-        let (meta, store) = (meta.clone(), store.clone());
-        async move {
-            loop {
-                tokio::time::sleep(NODE_REFRESH).await;
-                if let Err(e) = known.refresh(meta.as_ref(), &store).await {
-                    tracing::warn!(error = %e, "cannot re-read the blob nodes registered in meta; keeping the last list");
+
+    /// Checks the single node, or loads the registered nodes and keeps re-reading them; the
+    /// store and how the banner describes it.
+    async fn start(self, meta: &Arc<dyn MetaClient>) -> (Arc<dyn BlobStore>, String) {
+        match self {
+            Blobs::Single(store, endpoint) => {
+                match store.stat().await {
+                    Ok(s) => {
+                        tracing::info!(blob = %endpoint, version = %s.version, "blob node reachable")
+                    }
+                    Err(e) => tracing::warn!(
+                        blob = %endpoint,
+                        error = %e,
+                        "the blob node is not reachable yet; requests that need it answer 503 until it is"
+                    ),
                 }
+                (store, endpoint)
+            }
+            Blobs::Fixed(store, desc) => (store, desc),
+            Blobs::FromMeta(store, desc) => {
+                let mut known = KnownNodes::default();
+                if let Err(e) = known.refresh(meta.as_ref(), &store).await {
+                    tracing::warn!(error = %e, "cannot read the blob nodes registered in meta yet");
+                }
+                tokio::spawn({
+                    let (meta, store) = (meta.clone(), store.clone());
+                    async move {
+                        loop {
+                            tokio::time::sleep(NODE_REFRESH).await;
+                            if let Err(e) = known.refresh(meta.as_ref(), &store).await {
+                                tracing::warn!(error = %e, "cannot re-read the blob nodes registered in meta; keeping the last list");
+                            }
+                        }
+                    }
+                });
+                (store, desc)
             }
         }
-    });
-    Ok((store, format!("registered in meta ({desc})")))
+    }
 }
 
 /// The clients of the registered blob nodes, kept while a node's address stays the same.

@@ -24,7 +24,7 @@ const ADMIN_GRACE: Duration = Duration::from_secs(5);
 const COMMITTED_WAIT: Duration = Duration::from_secs(1);
 /// How long a readiness check lets entries already committed reach the state machine (under
 /// load a member always has a few in flight).
-const APPLY_WAIT: Duration = Duration::from_secs(2);
+const APPLY_WAIT: Duration = Duration::from_secs(1);
 
 /// What the ready file says.
 #[derive(Serialize)]

@@ -465,3 +465,7 @@ fn matches_source(env: &Envelope, source: &SourceFilter) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "jobs_tests.rs"]
+mod tests;

@@ -1,0 +1,230 @@
+//! The runner over real components in process: the local KMS, LocalMeta, the local blob store.
+
+use std::collections::BTreeMap;
+
+use coffer_kms::backend::local::LocalKms;
+use coffer_kms::{CreateKeyRequest, Kms};
+use coffer_meta::{
+    BucketRecord, Command, JobKind, JobRecord, JobState, LocalMeta, ObjectHeaders, ObjectVersion,
+    ReencryptSpec, SourceFilter, SseAlgorithm, Versioning,
+};
+use zeroize::Zeroizing;
+
+use super::*;
+use crate::sse::{new_object_key, SseRequest};
+use crate::state::{GatewayConfig, StaticCredentials};
+
+const ACCOUNT: &str = "000000000000";
+
+async fn new_key(kms: &dyn Kms) -> String {
+    kms.create_key(CreateKeyRequest {
+        description: "jobs test".into(),
+        aws_managed: false,
+        tags: BTreeMap::new(),
+    })
+    .await
+    .unwrap()
+    .arn
+}
+
+async fn gateway(dir: &std::path::Path) -> Arc<AppState> {
+    let kms: Arc<dyn Kms> = Arc::new(
+        LocalKms::open(
+            &dir.join("kms"),
+            Zeroizing::new([7u8; 32]),
+            "us-east-1",
+            ACCOUNT,
+        )
+        .unwrap(),
+    );
+    let sse_s3_key_arn = new_key(kms.as_ref()).await;
+    let meta = Arc::new(LocalMeta::open(dir.join("meta")).unwrap());
+    let blobs = Arc::new(coffer_blob::local::LocalBlobStore::open(dir.join("blobs")).unwrap());
+    let creds = Arc::new(StaticCredentials {
+        access_key_id: "AKIDTEST".into(),
+        secret_access_key: Zeroizing::new("secret".into()),
+    });
+    Arc::new(AppState::new(
+        meta,
+        blobs,
+        kms,
+        creds,
+        GatewayConfig {
+            region: "us-east-1".into(),
+            account_id: ACCOUNT.into(),
+            domains: Vec::new(),
+            chunk_size: 1 << 20,
+            max_put_size: 1 << 30,
+            sse_s3_key_arn,
+            allow_sse_c_on_new_buckets: false,
+        },
+    ))
+}
+
+/// `n` SSE-S3 versions (empty objects: the runner never reads data) under keys `k000`...
+async fn put_versions(state: &AppState, bucket: &str, n: usize) {
+    for i in 0..n {
+        let key = format!("k{i:03}");
+        let req = SseRequest {
+            algorithm: SseAlgorithm::Aes256,
+            kms_key_id: None,
+            context: None,
+            bucket_key: false,
+            customer_key: None,
+        };
+        let ok = new_object_key(state, bucket, &key, &req).await.unwrap();
+        let version = ObjectVersion {
+            v: 1,
+            key,
+            version_id: format!("v{i}"),
+            seq: 0,
+            delete_marker: false,
+            size: 0,
+            etag: "d41d8cd98f00b204e9800998ecf8427e".into(),
+            last_modified_ms: 1,
+            headers: ObjectHeaders::default(),
+            checksum: None,
+            parts: Vec::new(),
+            envelope: Some(ok.envelope.clone()),
+            retention: None,
+            legal_hold: false,
+            multipart_parts: 0,
+        };
+        state
+            .meta
+            .apply(Command::PutObject {
+                bucket: bucket.into(),
+                version,
+                condition: None,
+            })
+            .await
+            .unwrap();
+    }
+}
+
+fn config(runner: &str) -> JobsConfig {
+    JobsConfig {
+        runner_id: runner.into(),
+        concurrency: 3,
+        page_size: 7,
+        lease: Duration::from_secs(5),
+        page_delay: Duration::from_millis(5),
+        poll: Duration::from_millis(20),
+    }
+}
+
+/// Two runners on one job, whose first owner died holding a lease: one of them takes it over
+/// when the lease ends, and every version is rewrapped exactly once (its generation went up by
+/// one) and counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runners_take_over_a_dead_owner_and_rewrap_each_version_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = gateway(dir.path()).await;
+    let target = new_key(state.kms.as_ref()).await;
+    state
+        .meta
+        .apply(Command::CreateBucket(BucketRecord {
+            v: 1,
+            name: "b".into(),
+            created_ms: 1,
+            region: "us-east-1".into(),
+            owner_id: state.config.owner_id(),
+            versioning: Versioning::Enabled,
+            object_lock_enabled: false,
+            default_retention: None,
+            encryption: None,
+            directory: false,
+        }))
+        .await
+        .unwrap();
+    put_versions(&state, "b", 50).await;
+    let before: BTreeMap<String, u64> = list_generations(&state).await;
+
+    let spec = ReencryptSpec {
+        bucket: "b".into(),
+        prefix: String::new(),
+        source: SourceFilter::SseS3,
+        all_versions: true,
+        target_key_arn: target.clone(),
+        bucket_key_enabled: false,
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    state
+        .meta
+        .apply(Command::CreateJob(JobRecord::new(
+            "j".into(),
+            JobKind::Reencrypt(spec),
+            now,
+        )))
+        .await
+        .unwrap();
+    // A runner that claimed the job and died: its lease holds for 300 ms.
+    state
+        .meta
+        .apply(Command::ClaimJob {
+            id: "j".into(),
+            runner_id: "dead".into(),
+            now_ms: now,
+            lease_until_ms: now + 300,
+        })
+        .await
+        .unwrap();
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let runners: Vec<_> = ["r1", "r2"]
+        .into_iter()
+        .map(|r| tokio::spawn(run(state.clone(), config(r), stop_rx.clone())))
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let job = loop {
+        let job = state.meta.get_job("j").await.unwrap().unwrap();
+        if job.state == JobState::Completed {
+            break job;
+        }
+        assert!(std::time::Instant::now() < deadline, "{job:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    stop_tx.send(true).unwrap();
+    for r in runners {
+        r.await.unwrap();
+    }
+    assert!(job.created_ms <= job.finished_ms.unwrap());
+    assert_eq!(job.total, Some(50));
+    assert_eq!((job.counters.rewrapped, job.counters.already_done), (50, 0));
+    assert_eq!(job.owner, None);
+
+    // Exactly one rewrap per version, under the target key.
+    let after = list_generations(&state).await;
+    assert_eq!(after.len(), 50);
+    for (k, g) in &after {
+        assert_eq!(*g, before[k] + 1, "{k}");
+        let v = state.meta.get_object("b", k, None).await.unwrap();
+        let env = v.envelope.unwrap();
+        assert_eq!(env.kms_key_arn.as_deref(), Some(target.as_str()));
+        assert_eq!(env.algorithm, SseAlgorithm::AwsKms);
+    }
+    // The runners' metrics count each version once.
+    let text = state.metrics.render();
+    assert!(
+        text.contains("coffer_s3_job_objects_total{outcome=\"rewrapped\"} 50"),
+        "{text}"
+    );
+}
+
+async fn list_generations(state: &AppState) -> BTreeMap<String, u64> {
+    let page = state
+        .meta
+        .list_object_versions(
+            "b",
+            &VersionQuery {
+                max_keys: 1000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    page.versions
+        .into_iter()
+        .map(|(v, _)| (v.key, v.envelope.unwrap().generation))
+        .collect()
+}

@@ -10,7 +10,8 @@
 //! [`BlobStore::create`] opens a writer on each of the R placement nodes; every append goes to
 //! all of them in parallel (the same `Bytes`, no copy). A replica that fails is dropped as long
 //! as at least W remain, otherwise the write fails with [`BlobError::Unavailable`] and every
-//! replica is aborted. [`BlobWriter::commit`] commits the remaining replicas in parallel and
+//! replica is aborted; a replica still busy [`STRAGGLER_GRACE`] after W others took an append
+//! is dropped too. [`BlobWriter::commit`] commits the remaining replicas in parallel and
 //! succeeds as soon as W of them have committed durably (each replica fsyncs before it
 //! acknowledges). The others finish in the background: a replica is visible only after its own
 //! commit, and one that fails keeps nothing, so acknowledging after W never exposes a
@@ -40,6 +41,10 @@ use crate::{blob_name, BlobError, BlobId, BlobStore, BlobWriter};
 
 /// Reads longer than this are split into segments, each failing over on its own.
 pub const READ_SEGMENT: u64 = 4 << 20;
+
+/// Once W replicas took an append, how long the others may still take to; then they are
+/// dropped from the write.
+pub const STRAGGLER_GRACE: Duration = Duration::from_secs(5);
 
 /// How long a node that answered Unavailable is tried last by reads.
 const SUSPECT_FOR: Duration = Duration::from_secs(5);
@@ -462,12 +467,44 @@ impl ReplicatedWriter {
 #[async_trait]
 impl BlobWriter for ReplicatedWriter {
     async fn append(&mut self, data: Bytes) -> Result<(), BlobError> {
-        let results = futures::future::join_all(
-            self.replicas
+        let quorum = self.quorum;
+        let mut results: Vec<Option<Result<(), BlobError>>> =
+            (0..self.replicas.len()).map(|_| None).collect();
+        {
+            let mut pending: FuturesUnordered<_> = self
+                .replicas
                 .iter_mut()
-                .map(|r| r.writer.append(data.clone())),
-        )
-        .await;
+                .enumerate()
+                .map(|(i, r)| {
+                    let data = data.clone();
+                    async move { (i, r.writer.append(data).await) }
+                })
+                .collect();
+            let mut ok = 0;
+            while ok < quorum {
+                let Some((i, res)) = pending.next().await else {
+                    break;
+                };
+                ok += usize::from(res.is_ok());
+                results[i] = Some(res);
+            }
+            // W replicas took the data: the others get a grace period, then are dropped
+            // (a stalled node must not hold every write for its whole timeout).
+            let deadline = tokio::time::Instant::now() + STRAGGLER_GRACE;
+            while let Ok(Some((i, res))) = tokio::time::timeout_at(deadline, pending.next()).await {
+                results[i] = Some(res);
+            }
+        }
+        let results: Vec<Result<(), BlobError>> = results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(unavailable(format!(
+                        "did not take the data within {STRAGGLER_GRACE:?} of the write quorum"
+                    )))
+                })
+            })
+            .collect();
         let mut kept = Vec::with_capacity(self.replicas.len());
         for (r, res) in std::mem::take(&mut self.replicas).into_iter().zip(results) {
             match res {

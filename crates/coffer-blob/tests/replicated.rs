@@ -15,7 +15,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use coffer_blob::grpc::{self, GrpcBlobConfig, GrpcBlobStore};
 use coffer_blob::local::LocalBlobStore;
-use coffer_blob::replicated::{rank, ReplicaNode, ReplicatedBlobStore, Replication, READ_SEGMENT};
+use coffer_blob::replicated::{
+    rank, ReplicaNode, ReplicatedBlobStore, Replication, READ_SEGMENT, STRAGGLER_GRACE,
+};
 use coffer_blob::{BlobError, BlobId, BlobStore, BlobWriter};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -457,4 +459,49 @@ async fn five_nodes_three_replicas_follow_placement_in_any_list_order() {
         5,
         "every node holds some blobs: {per_node:?}"
     );
+}
+
+/// A "node" that accepts connections and never answers, like a frozen process: a large write
+/// drops it once the two real replicas took the data and its grace ran out, instead of waiting
+/// for its 30 s write timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_replica_is_dropped_after_the_grace() {
+    let c = Cluster::start(2).await;
+    let hole = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hole_addr = hole.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        loop {
+            let (conn, _) = hole.accept().await.unwrap();
+            conns.push(conn);
+        }
+    });
+    let mut nodes: Vec<ReplicaNode> = c.nodes.iter().map(Node::replica).collect();
+    nodes.push(ReplicaNode {
+        id: "stalled".into(),
+        store: Arc::new(
+            GrpcBlobStore::connect_lazy(GrpcBlobConfig {
+                endpoint: format!("http://{hole_addr}"),
+                write_timeout: Duration::from_secs(30),
+                ..Default::default()
+            })
+            .unwrap(),
+        ),
+    });
+    let store = ReplicatedBlobStore::new(nodes, Replication::default()).unwrap();
+    let data = content(10 << 20, 5);
+    let blob = id(40);
+    let started = std::time::Instant::now();
+    assert_eq!(put(&store, &blob, &data).await.unwrap(), data.len() as u64);
+    let took = started.elapsed();
+    assert!(
+        took < STRAGGLER_GRACE + Duration::from_secs(5),
+        "the write took {took:?}"
+    );
+    assert_eq!(
+        c.holders(&blob),
+        HashSet::from(["blob-0".to_string(), "blob-1".to_string()])
+    );
+    assert!(store.read(&blob, 0, data.len() as u64).await.unwrap() == data[..]);
+    held.abort();
 }

@@ -46,8 +46,9 @@ pub const READ_SEGMENT: u64 = 4 << 20;
 /// dropped from the write.
 pub const STRAGGLER_GRACE: Duration = Duration::from_secs(5);
 
-/// How long a node that answered Unavailable is tried last by reads.
-const SUSPECT_FOR: Duration = Duration::from_secs(5);
+/// How long a node that answered Unavailable is tried last by reads (it is still tried when
+/// the others fail, so a long window costs nothing once it is back).
+const SUSPECT_FOR: Duration = Duration::from_secs(30);
 
 /// R and W.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

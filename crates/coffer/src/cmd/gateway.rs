@@ -111,13 +111,21 @@ pub async fn run(args: GatewayArgs) -> Result<(), CmdError> {
     servers.stop(SHUTDOWN_GRACE).await
 }
 
-fn blob_client(endpoint: &str) -> Result<Arc<GrpcBlobStore>, CmdError> {
+/// Deadline of one read, length or delete on one replica: another replica is tried after it,
+/// so it is shorter than a single node's.
+const REPLICA_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A client of one blob node; `replica`: one of several, with [`REPLICA_CALL_TIMEOUT`].
+fn blob_client(endpoint: &str, replica: bool) -> Result<Arc<GrpcBlobStore>, CmdError> {
+    let mut cfg = GrpcBlobConfig {
+        endpoint: endpoint.to_owned(),
+        ..Default::default()
+    };
+    if replica {
+        cfg.call_timeout = REPLICA_CALL_TIMEOUT;
+    }
     Ok(Arc::new(
-        GrpcBlobStore::connect_lazy(GrpcBlobConfig {
-            endpoint: endpoint.to_owned(),
-            ..Default::default()
-        })
-        .map_err(|e| format!("--blob: {e}"))?,
+        GrpcBlobStore::connect_lazy(cfg).map_err(|e| format!("--blob: {e}"))?,
     ))
 }
 
@@ -144,7 +152,10 @@ impl Blobs {
                         .into(),
                 );
             }
-            return Ok(Blobs::Single(blob_client(endpoint)?, endpoint.clone()));
+            return Ok(Blobs::Single(
+                blob_client(endpoint, false)?,
+                endpoint.clone(),
+            ));
         }
         let replication = Replication {
             replicas: args.replicas.unwrap_or(3),
@@ -166,7 +177,7 @@ impl Blobs {
             .map(|e| {
                 Ok(ReplicaNode {
                     id: e.clone(),
-                    store: blob_client(e)?,
+                    store: blob_client(e, true)?,
                 })
             })
             .collect::<Result<Vec<_>, CmdError>>()?;
@@ -236,7 +247,7 @@ impl KnownNodes {
         for r in records {
             let client = match self.clients.remove(&r.id) {
                 Some((addr, c)) if addr == r.addr => c,
-                _ => match blob_client(&r.addr) {
+                _ => match blob_client(&r.addr, true) {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::warn!(id = %r.id, addr = %r.addr, error = %e, "skipping a registered blob node");

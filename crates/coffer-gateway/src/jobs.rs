@@ -70,6 +70,10 @@ impl JobsConfig {
     }
 }
 
+/// A page whose rewraps keep failing transiently is tried this many times; then those versions
+/// count as failed (listed with the error) and the job goes on.
+const PAGE_ATTEMPTS: u32 = 5;
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -222,7 +226,7 @@ impl Runner {
             bucket_key_enabled: spec.bucket_key_enabled,
         };
         if job.total.is_none() {
-            let total = match self.count(spec, &target).await {
+            let total = match self.count(&job.id, spec, &target, &mut version).await? {
                 Ok(n) => n,
                 Err(e) => return self.fail(&job.id, version, e).await,
             };
@@ -234,6 +238,7 @@ impl Runner {
             version = self.should_stop(&job.id, version).await?;
         }
         let mut cursor = job.cursor.clone();
+        let mut attempts = 0;
         loop {
             let (items, next, more) = match self.page(spec, cursor.as_ref()).await {
                 Ok(page) => page,
@@ -253,14 +258,18 @@ impl Runner {
                 .into_iter()
                 .filter(|v| selected(v, spec, &target))
                 .collect();
-            let progress = match self.process(spec, &target, selected).await {
+            attempts += 1;
+            let last_attempt = attempts >= PAGE_ATTEMPTS;
+            let progress = match self.process(spec, &target, selected, last_attempt).await {
                 Some(mut p) => {
+                    attempts = 0;
                     p.cursor = next.clone();
                     p.finished = !more;
                     p
                 }
                 None => {
-                    // A transient failure (KMS or metadata unavailable): do the page again.
+                    // A transient failure (KMS or metadata unavailable): do the page again
+                    // (versions rewrapped meanwhile then count as already done).
                     self.pause(Duration::from_secs(1)).await;
                     version = self.should_stop(&job.id, version).await?;
                     continue;
@@ -289,19 +298,45 @@ impl Runner {
         Ok(())
     }
 
-    /// Number of selected versions, by a walk of the listing.
-    async fn count(&self, spec: &ReencryptSpec, target: &Target) -> Result<u64, String> {
+    /// Number of selected versions, by a walk of the listing; the claim is renewed on the way
+    /// (a large bucket takes longer than a lease). `Err(message)` fails the job.
+    async fn count(
+        &self,
+        id: &str,
+        spec: &ReencryptSpec,
+        target: &Target,
+        version: &mut u64,
+    ) -> Result<Result<u64, String>, Stop> {
         let mut cursor = None;
         let mut total = 0u64;
+        let mut renewed = std::time::Instant::now();
         loop {
+            if renewed.elapsed() > self.config.lease / 3 {
+                let claim = Command::ClaimJob {
+                    id: id.to_owned(),
+                    runner_id: self.config.runner_id.clone(),
+                    now_ms: now_ms(),
+                    lease_until_ms: self.lease_until(),
+                };
+                *version = self
+                    .state
+                    .meta
+                    .apply(claim)
+                    .await
+                    .map_err(|_| Stop::Lost)?
+                    .seq;
+                renewed = std::time::Instant::now();
+            }
             let (items, next, more) = loop {
                 match self.page(spec, cursor.as_ref()).await {
                     Ok(p) => break p,
-                    Err(MetaError::NoSuchBucket(b)) => return Err(format!("no such bucket: {b}")),
+                    Err(MetaError::NoSuchBucket(b)) => {
+                        return Ok(Err(format!("no such bucket: {b}")))
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "job runner: listing failed; retrying");
                         if *self.stop.borrow() {
-                            return Err("the gateway is stopping".into());
+                            return Err(Stop::Lost);
                         }
                         self.pause(Duration::from_secs(1)).await;
                     }
@@ -309,7 +344,7 @@ impl Runner {
             };
             total += items.iter().filter(|v| selected(v, spec, target)).count() as u64;
             if !more {
-                return Ok(total);
+                return Ok(Ok(total));
             }
             cursor = next;
         }
@@ -368,12 +403,14 @@ impl Runner {
     }
 
     /// Rewraps the selected versions of a page, `concurrency` at once. `None` if one met a
-    /// transient failure (the page is done again).
+    /// transient failure (the page is done again), unless `last_attempt`: then such a version
+    /// counts as failed.
     async fn process(
         &self,
         spec: &ReencryptSpec,
         target: &Target,
         versions: Vec<ObjectVersion>,
+        last_attempt: bool,
     ) -> Option<JobProgress> {
         let results: Vec<_> = futures::stream::iter(versions)
             .map(|v| async move {
@@ -417,12 +454,13 @@ impl Runner {
                     p.skipped.push(skip("deleted", None));
                 }
                 Err(e)
-                    if matches!(
-                        e.code(),
-                        S3ErrorCode::ServiceUnavailable
-                            | S3ErrorCode::KMSInternalException
-                            | S3ErrorCode::InternalError
-                    ) =>
+                    if !last_attempt
+                        && matches!(
+                            e.code(),
+                            S3ErrorCode::ServiceUnavailable
+                                | S3ErrorCode::KMSInternalException
+                                | S3ErrorCode::InternalError
+                        ) =>
                 {
                     tracing::warn!(key = %v.key, error = ?e, "job runner: transient rewrap failure");
                     transient = true;

@@ -116,10 +116,9 @@ fn config(runner: &str) -> JobsConfig {
 /// Two runners on one job, whose first owner died holding a lease: one of them takes it over
 /// when the lease ends, and every version is rewrapped exactly once (its generation went up by
 /// one) and counted once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_runners_take_over_a_dead_owner_and_rewrap_each_version_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = gateway(dir.path()).await;
+/// A gateway state with bucket `b` of `n` SSE-S3 versions, and a new KMS key.
+async fn setup(dir: &std::path::Path, n: usize) -> (Arc<AppState>, String) {
+    let state = gateway(dir).await;
     let target = new_key(state.kms.as_ref()).await;
     state
         .meta
@@ -137,27 +136,45 @@ async fn two_runners_take_over_a_dead_owner_and_rewrap_each_version_once() {
         }))
         .await
         .unwrap();
-    put_versions(&state, "b", 50).await;
-    let before: BTreeMap<String, u64> = list_generations(&state).await;
+    put_versions(&state, "b", n).await;
+    (state, target)
+}
 
-    let spec = ReencryptSpec {
+fn job_to(target: &str) -> JobKind {
+    JobKind::Reencrypt(ReencryptSpec {
         bucket: "b".into(),
         prefix: String::new(),
         source: SourceFilter::SseS3,
         all_versions: true,
-        target_key_arn: target.clone(),
+        target_key_arn: target.into(),
         bucket_key_enabled: false,
-    };
+    })
+}
+
+async fn wait_for(state: &AppState, id: &str, want: JobState) -> JobRecord {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let job = state.meta.get_job(id).await.unwrap().unwrap();
+        if job.state == want {
+            return job;
+        }
+        assert!(std::time::Instant::now() < deadline, "{job:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Two runners on one job, whose first owner died holding a lease: one of them takes it over
+/// when the lease ends, and every version is rewrapped exactly once (its generation went up by
+/// one) and counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runners_take_over_a_dead_owner_and_rewrap_each_version_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, target) = setup(dir.path(), 50).await;
+    let before: BTreeMap<String, u64> = list_generations(&state).await;
+
     let now = chrono::Utc::now().timestamp_millis();
-    state
-        .meta
-        .apply(Command::CreateJob(JobRecord::new(
-            "j".into(),
-            JobKind::Reencrypt(spec),
-            now,
-        )))
-        .await
-        .unwrap();
+    let record = JobRecord::new("j".into(), job_to(&target), now);
+    state.meta.apply(Command::CreateJob(record)).await.unwrap();
     // A runner that claimed the job and died: its lease holds for 300 ms.
     state
         .meta
@@ -175,15 +192,7 @@ async fn two_runners_take_over_a_dead_owner_and_rewrap_each_version_once() {
         .into_iter()
         .map(|r| tokio::spawn(run(state.clone(), config(r), stop_rx.clone())))
         .collect();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let job = loop {
-        let job = state.meta.get_job("j").await.unwrap().unwrap();
-        if job.state == JobState::Completed {
-            break job;
-        }
-        assert!(std::time::Instant::now() < deadline, "{job:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let job = wait_for(&state, "j", JobState::Completed).await;
     stop_tx.send(true).unwrap();
     for r in runners {
         r.await.unwrap();
@@ -227,4 +236,32 @@ async fn list_generations(state: &AppState) -> BTreeMap<String, u64> {
         .into_iter()
         .map(|(v, _)| (v.key, v.envelope.unwrap().generation))
         .collect()
+}
+
+/// A target key that is disabled: every rewrap fails (not transient), each version is counted
+/// and listed as failed with the KMS error, and the job still completes.
+#[tokio::test]
+async fn versions_the_kms_refuses_are_failed_and_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, target) = setup(dir.path(), 12).await;
+    state.kms.disable_key(&target).await.unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    let record = JobRecord::new("j".into(), job_to(&target), now);
+    state.meta.apply(Command::CreateJob(record)).await.unwrap();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let runner = tokio::spawn(run(state.clone(), config("r1"), stop_rx));
+    let job = wait_for(&state, "j", JobState::Completed).await;
+    stop_tx.send(true).unwrap();
+    runner.await.unwrap();
+    assert_eq!(job.total, Some(12));
+    assert_eq!((job.counters.failed, job.counters.rewrapped), (12, 0));
+    assert_eq!(job.skipped_by_reason.get("failed"), Some(&12));
+    assert_eq!(job.skipped.len(), 12);
+    let detail = job.skipped[0].detail.as_deref().unwrap();
+    assert!(detail.starts_with("KMS.DisabledException"), "{detail}");
+    // Nothing changed.
+    for g in list_generations(&state).await.keys() {
+        let v = state.meta.get_object("b", g, None).await.unwrap();
+        assert_eq!(v.envelope.unwrap().algorithm, SseAlgorithm::Aes256);
+    }
 }

@@ -670,3 +670,85 @@ async fn a_pre_raft_state_is_imported_and_reaches_members_added_later() {
     second.shutdown().await.unwrap();
     first.shutdown().await.unwrap();
 }
+
+/// A job record through `GrpcMetaClient` on three members: claimed and checkpointed by one
+/// runner, it survives the loss of the leader with its cursor and counts; the stale runner can
+/// no longer advance it once another runner claimed it after its lease (times from the commands).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_survives_a_leader_change_and_moves_to_another_runner_after_its_lease() {
+    use coffer_meta::{
+        JobCounters, JobCursor, JobKind, JobProgress, JobRecord, JobState, ReencryptSpec,
+        SourceFilter,
+    };
+    let root = TempDir::new().unwrap();
+    let (mut members, addrs) = start_group(root.path(), 3).await;
+    let leader = leader_of(&members).await;
+    let client =
+        GrpcMetaClient::new(addrs.values().cloned().collect(), GrpcMetaConfig::default()).unwrap();
+    client.apply(bucket("b")).await.unwrap();
+    let kind = JobKind::Reencrypt(ReencryptSpec {
+        bucket: "b".into(),
+        prefix: String::new(),
+        source: SourceFilter::Any,
+        all_versions: true,
+        target_key_arn: "arn:aws:kms:us-east-1:000000000000:key/k".into(),
+        bucket_key_enabled: false,
+    });
+    client
+        .apply(Command::CreateJob(JobRecord::new("j".into(), kind, 1)))
+        .await
+        .unwrap();
+    let claim = |runner: &str, now_ms: i64| Command::ClaimJob {
+        id: "j".into(),
+        runner_id: runner.into(),
+        now_ms,
+        lease_until_ms: now_ms + 1000,
+    };
+    let checkpoint = |runner: &str, expected_version: u64, key: &str| Command::UpdateJob {
+        id: "j".into(),
+        runner_id: runner.into(),
+        expected_version,
+        progress: JobProgress {
+            cursor: Some(JobCursor {
+                key: key.into(),
+                version_id: Some("v".into()),
+                seq: 1,
+            }),
+            counters: JobCounters {
+                rewrapped: 10,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        now_ms: 100,
+        lease_until_ms: 1100,
+    };
+    let v = client.apply(claim("r1", 0)).await.unwrap().seq;
+    let v = client.apply(checkpoint("r1", v, "k10")).await.unwrap().seq;
+
+    member(&mut members, leader).stop().await;
+    let job = client.get_job("j").await.unwrap().unwrap();
+    assert_eq!(
+        (job.state, job.owner.as_deref(), job.counters.rewrapped),
+        (JobState::Running, Some("r1"), 10)
+    );
+    assert_eq!(job.cursor.unwrap().key, "k10");
+    // r2 cannot take it before r1's lease ends (1100), can after.
+    assert!(matches!(
+        client.apply(claim("r2", 1000)).await,
+        Err(MetaError::PreconditionFailed)
+    ));
+    let v2 = client.apply(claim("r2", 1101)).await.unwrap().seq;
+    assert!(matches!(
+        client.apply(checkpoint("r1", v, "k20")).await,
+        Err(MetaError::PreconditionFailed)
+    ));
+    client.apply(checkpoint("r2", v2, "k20")).await.unwrap();
+    let jobs = client.list_jobs().await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        (jobs[0].owner.as_deref(), jobs[0].counters.rewrapped),
+        (Some("r2"), 20)
+    );
+    assert_eq!(jobs[0].cursor.as_ref().unwrap().key, "k20");
+}

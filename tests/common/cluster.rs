@@ -56,11 +56,16 @@ fn wait_bindable(addr: &str) {
 pub struct ClusterOptions {
     /// `coffer meta --snapshot-logs`: entries applied between two snapshots.
     pub snapshot_logs: u64,
+    /// `coffer meta --snapshot-keep-logs`: entries kept in the log before the last snapshot.
+    pub snapshot_keep_logs: u64,
 }
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        Self { snapshot_logs: 200 }
+        Self {
+            snapshot_logs: 200,
+            snapshot_keep_logs: 100,
+        }
     }
 }
 
@@ -171,7 +176,7 @@ impl Cluster {
         let initial = initial.join(",");
         let mut members = members;
         for m in &mut members {
-            let args = meta_args(m, &initial, options.snapshot_logs);
+            let args = meta_args(m, &initial, &options);
             m.process = Some(Process::start(&dir, &format!("meta-{}-0", m.id), &args));
         }
 
@@ -301,12 +306,12 @@ impl Cluster {
             .map(|m| format!("{}={}", m.id, m.addr))
             .collect();
         let initial = initial.join(",");
-        let snapshot_logs = self.options.snapshot_logs;
+        let options = self.options.clone();
         let dir = self.dir.clone();
         let m = self.member_mut(id);
         assert!(m.process.is_none(), "meta member {id} is still running");
         m.generation += 1;
-        let args = meta_args(m, &initial, snapshot_logs);
+        let args = meta_args(m, &initial, &options);
         wait_bindable(&m.addr);
         let tag = format!("meta-{id}-{}", m.generation);
         m.process = Some(Process::start(&dir, &tag, &args));
@@ -505,7 +510,7 @@ fn os_args(args: &[&str]) -> Vec<OsString> {
     args.iter().map(OsString::from).collect()
 }
 
-fn meta_args(m: &Member, initial: &str, snapshot_logs: u64) -> Vec<OsString> {
+fn meta_args(m: &Member, initial: &str, options: &ClusterOptions) -> Vec<OsString> {
     os_args(&[
         "meta",
         "--id",
@@ -517,7 +522,9 @@ fn meta_args(m: &Member, initial: &str, snapshot_logs: u64) -> Vec<OsString> {
         "--initial-members",
         initial,
         "--snapshot-logs",
-        &snapshot_logs.to_string(),
+        &options.snapshot_logs.to_string(),
+        "--snapshot-keep-logs",
+        &options.snapshot_keep_logs.to_string(),
     ])
 }
 

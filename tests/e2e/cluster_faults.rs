@@ -686,13 +686,12 @@ async fn follower_sigstop_and_resume_under_load() {
     env.check(&logs).await;
 }
 
-/// How many entries before its last snapshot a member keeps in its log
-/// (`RaftConfig::max_in_snapshot_log_to_keep`, which `coffer meta` leaves at its default).
-const LOG_KEPT_BEFORE_SNAPSHOT: u64 = 1_000;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lagging_follower_catches_up_by_snapshot() {
-    let mut env = Env::start(ClusterOptions::default());
+    let options = ClusterOptions::default();
+    // How many entries before its last snapshot a member keeps in its log.
+    let log_kept_before_snapshot = options.snapshot_keep_logs;
+    let mut env = Env::start(options);
     env.create_bucket().await;
     let leader = blocking(|| env.cluster.wait_leader(RECOVERY));
     let follower = env.cluster.follower_of(leader);
@@ -706,10 +705,10 @@ async fn lagging_follower_catches_up_by_snapshot() {
     blocking(|| env.cluster.kill(follower));
     let load = Load::start(&env.target, 6, 2_000);
     // Write until the leader has purged the log the follower needs: its snapshot is more than
-    // LOG_KEPT_BEFORE_SNAPSHOT entries past the follower, and it has started to send the
+    // `log_kept_before_snapshot` entries past the follower, and it has started to send the
     // follower a snapshot (which it does only for a follower whose next entry is purged, or
     // about to be). Only a snapshot can bring the follower back then.
-    let goal = behind_at + LOG_KEPT_BEFORE_SNAPSHOT;
+    let goal = behind_at + log_kept_before_snapshot;
     let deadline = Instant::now() + Duration::from_secs(150);
     let sending = format!("target={follower} ");
     let leader_snapshot = loop {

@@ -145,6 +145,10 @@ pub struct MetaArgs {
     /// Build a snapshot, and purge the log before it, every this many applied entries.
     #[arg(long, default_value_t = 10_000)]
     pub snapshot_logs: u64,
+    /// How many entries before the last snapshot stay in the log, so that a member slightly
+    /// behind catches up from the log rather than by a snapshot.
+    #[arg(long, default_value_t = 1_000)]
+    pub snapshot_keep_logs: u64,
     /// Admin HTTP listen address (`/health/live`, `/health/ready`, `/metrics`); off when not
     /// given. Port 0 picks a free port.
     #[arg(long, env = "COFFER_META_ADMIN_LISTEN")]

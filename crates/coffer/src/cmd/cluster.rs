@@ -268,6 +268,7 @@ fn member_json(m: &MemberStatus, matched: Option<u64>) -> Value {
         "applied_index": own.and_then(|s| s.last_applied_index),
         "committed_index": own.and_then(|s| s.committed_index),
         "snapshot_index": own.and_then(|s| s.snapshot_index),
+        "purged_index": own.and_then(|s| s.purged_index),
         "matched_index": matched,
         "error": m.status.as_ref().err(),
     })

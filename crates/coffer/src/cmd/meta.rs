@@ -234,6 +234,7 @@ pub async fn run(args: MetaArgs) -> Result<(), CmdError> {
     let admin_listener = health::bind(args.admin_listen).await?;
     let config = RaftConfig {
         snapshot_logs_since_last: args.snapshot_logs,
+        max_in_snapshot_log_to_keep: args.snapshot_keep_logs,
         ..RaftConfig::default()
     };
     let lease = config.election_timeout_max;

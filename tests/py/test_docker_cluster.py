@@ -7,16 +7,17 @@ brought up under a unique compose project name with host ports chosen free at te
    created through the KMS API, UpdateObjectEncryption;
 2. faults while two writers keep PUTting through the two gateways: the metadata Raft leader's
    container is killed (SIGKILL) and started again; a metadata follower is disconnected from the
-   compose network and reconnected; then the leader is partitioned away the same way; a blob
-   container is stopped and started. The writers must make progress during each fault — except
-   while the blob node is stopped when it is the only one (the stack has one until blob
-   replication exists: with a single copy of the data that is an outage), after which they must
-   resume;
+   compose network and reconnected; then the leader is partitioned away the same way; one of the
+   three blob containers is stopped (the gateways replicate every blob on the three registered
+   nodes and acknowledge a write once two have it). The writers must make progress during each
+   fault — with the blob node down too — and while it is down every object acknowledged so far
+   (some of them only on it and one other node) reads back byte-identical through both gateways;
 3. every acknowledged object reads back byte-identical through both gateways (with its
    encryption), is listed, and every PUT whose outcome is unknown (an error or a timeout) is
    either absent or complete — never torn;
 4. after the containers return, every container reports healthy, both gateways answer
-   /health/ready on their published admin ports and the metadata members' state digests agree.
+   /health/ready on their published admin ports, `coffer admin cluster status` lists the three
+   blob nodes as alive and reachable and the metadata members' state digests agree.
 
 The stack is always torn down with `down -v`. The tests share the stack and run in file order.
 The module is skipped only when `docker info` fails (no Docker engine).
@@ -425,6 +426,30 @@ def meta_leader(stack: Stack) -> str:
     raise AssertionError(f"no single leader in `coffer admin cluster status`: {last}")
 
 
+def blob_nodes(stack: Stack) -> list[dict]:
+    """The registered blob nodes as `coffer admin cluster status --json` reports them."""
+    p = stack.admin_cluster("status", check=False)
+    assert p.stdout.strip().startswith("{"), f"coffer admin cluster status: {p.stdout}{p.stderr}"
+    nodes = json.loads(p.stdout).get("blob_nodes")
+    assert isinstance(nodes, list), f"no blob_nodes list in the status: {p.stdout}"
+    return nodes
+
+
+def check_all_acked(stack: Stack, world: dict, gateways: list, what: str) -> int:
+    """Every object acknowledged so far reads back byte-identical through each gateway."""
+    ledger = world["ledger"]
+    with ledger.lock:
+        acked = dict(ledger.acked)
+    for key, w in sorted(acked.items()):
+        for g in gateways:
+            try:
+                check_object(g, world["bucket"], key, w)
+            except Exception as e:
+                raise AssertionError(f"{what}: {key} does not read back: {e}") from e
+    print(f"{what}: {len(acked)} acknowledged objects read back through {len(gateways)} gateways")
+    return len(acked)
+
+
 def test_faults_under_load(stack, world):
     services = stack.services()
     blobs = sorted(s for s in services if s.startswith("blob"))
@@ -459,21 +484,19 @@ def test_faults_under_load(stack, world):
         run(["docker", "network", "connect", "--alias", leader, net, cid])
         writers.wait_progress(f"{leader} reconnected")
 
-        # A blob node stops and comes back. With several blob nodes (replication) the writers
-        # must keep going meanwhile. The stack has a single blob node until blob replication
-        # exists: it holds the only copy of the data, so while it is down every PUT fails (an
-        # outage, not a fault to ride through); what is checked then is that the writes resume
-        # once it is back and that nothing acknowledged is lost (test 3).
-        victim = stack.container(blobs[0])
-        run(["docker", "stop", "-t", "5", victim])
-        if len(blobs) > 1:
-            writers.wait_progress(f"{blobs[0]} stopped")
-        else:
-            print(f"one blob node ({blobs}): an outage while it is stopped, until blob replication exists")
-            time.sleep(2)
-        run(["docker", "start", victim])
-        stack.wait_healthy([blobs[0]])
-        writers.wait_progress(f"{blobs[0]} back")
+        # A blob node stops: one of the three replicas of every blob. Writes go on to the two
+        # others (W = 2) and everything acknowledged so far still reads back.
+        assert blobs == ["blob1", "blob2", "blob3"], blobs
+        assert sorted(n["id"] for n in blob_nodes(stack) if n["alive"] and n["reachable"]) == blobs
+        victim = blobs[secrets.randbelow(len(blobs))]
+        print(f"stopping {victim}")
+        run(["docker", "stop", "-t", "5", stack.container(victim)])
+        writers.wait_progress(f"{victim} stopped")
+        check_all_acked(stack, world, gateways=[stack.s3(0), stack.s3(1)], what=f"while {victim} is stopped")
+        writers.wait_progress(f"{victim} stopped, after the reads")
+        run(["docker", "start", stack.container(victim)])
+        stack.wait_healthy([victim])
+        writers.wait_progress(f"{victim} back")
     ledger = world["ledger"]
     print(f"{len(ledger.acked)} acknowledged, {len(ledger.unknown)} unknown outcomes; "
           f"errors (first 5): {ledger.errors[:5]}")
@@ -488,9 +511,7 @@ def test_every_acknowledged_object_reads_back(stack, world):
     with stack.diagnostics():
         stack.wait_healthy()
         assert len([k for k in ledger.acked if k.startswith("load/")]) >= 6 * PROGRESS_PUTS
-        for key, w in sorted(ledger.acked.items()):
-            for g in gw:
-                check_object(g, bucket, key, w)
+        check_all_acked(stack, world, gw, "after the faults")
         # An unknown outcome is all or nothing.
         for key, w in sorted(ledger.unknown.items()):
             try:
@@ -511,6 +532,17 @@ def test_stack_is_healthy_after_the_faults(stack):
         for port in stack.admin_ports:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=10) as r:
                 assert r.status == 200
+        # The three blob nodes are registered, heartbeat and answer (the stopped one again too).
+        deadline = time.monotonic() + 30
+        while True:
+            nodes = blob_nodes(stack)
+            ok = sorted(n["id"] for n in nodes if n["alive"] and n["reachable"])
+            if ok == ["blob1", "blob2", "blob3"] and len(nodes) == 3:
+                break
+            assert time.monotonic() < deadline, f"blob nodes not all alive and reachable after 30s: {nodes}"
+            time.sleep(1)
+        for n in nodes:
+            assert n["addr"] == f"http://{n['id']}:9300", n
         # The members converge: the same state digest on every member.
         deadline = time.monotonic() + 60
         while True:

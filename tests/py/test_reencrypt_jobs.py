@@ -76,7 +76,7 @@ def coffer_cli(server, *args: str, timeout: float = 180) -> subprocess.Completed
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "COFFER_"))}
     env["COFFER_ACCESS_KEY_ID"] = server.access_key
     env["COFFER_SECRET_ACCESS_KEY"] = server.secret_key
-    cmd = [str(server.binary), "admin", "reencrypt", "--admin-endpoint", server.admin_endpoint, *args]
+    cmd = [str(server.binary), "admin", "reencrypt", *args, "--admin-endpoint", server.admin_endpoint]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
 
 

@@ -299,6 +299,7 @@ pub struct ReencryptArgs {
     /// A gateway's admin listener (`coffer dev` / `coffer gateway` `--admin-listen`).
     #[arg(
         long,
+        global = true,
         default_value = "http://127.0.0.1:9001",
         env = "COFFER_ADMIN_ENDPOINT"
     )]

@@ -1,4 +1,5 @@
-//! Shared helpers for the benchmarks: timing, the raw cipher baseline, table printing.
+//! Shared helpers for the benchmarks: timing, the raw cipher baseline, S3 PUT/GET throughput
+//! from concurrent clients, table printing.
 
 use std::time::{Duration, Instant};
 
@@ -53,4 +54,96 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
     for r in rows {
         println!("| {} |", r.join(" | "));
     }
+}
+
+/// The time per case: `COFFER_BENCH_SECONDS`, else `default_secs`.
+pub fn bench_budget(default_secs: u64) -> Duration {
+    let secs = std::env::var("COFFER_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default_secs);
+    Duration::from_secs(secs)
+}
+
+/// Runs `op(client, iteration)` on `clients` concurrent tasks for `budget` (each client at
+/// least once); returns the number of operations completed and the elapsed time.
+pub async fn run_clients<F, Fut>(budget: Duration, clients: usize, op: F) -> (u64, Duration)
+where
+    F: Fn(usize, u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while start.elapsed() < budget || i == 0 {
+                op(c, i).await;
+                i += 1;
+            }
+            i
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.expect("task");
+    }
+    (total, start.elapsed())
+}
+
+/// PUT MiB/s of `body` into `bucket` from `clients` concurrent clients for `budget`, each PUT
+/// under a new key `obj-{len}-{client}-{i}` (so [`get_mib_per_s`] finds `...-0` of each client).
+pub async fn put_mib_per_s(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    body: bytes::Bytes,
+    clients: usize,
+    budget: Duration,
+) -> f64 {
+    let size = body.len();
+    let (s3, bucket) = (s3.clone(), bucket.to_owned());
+    let (n, elapsed) = run_clients(budget, clients, move |c, i| {
+        // `Bytes` clones share the buffer: no copy of the object per request.
+        let (s3, bucket, body) = (s3.clone(), bucket.clone(), body.clone());
+        async move {
+            s3.put_object()
+                .bucket(bucket)
+                .key(format!("obj-{size}-{c}-{i}"))
+                .body(aws_sdk_s3::primitives::ByteStream::from(body))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("PUT: {e:?}"));
+        }
+    })
+    .await;
+    mib_per_s(n * size as u64, elapsed)
+}
+
+/// GET MiB/s from `clients` concurrent clients for `budget`, client `c` reading
+/// `obj-{size}-{c}-0` (written by [`put_mib_per_s`]) whole and checking its length.
+pub async fn get_mib_per_s(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    size: usize,
+    clients: usize,
+    budget: Duration,
+) -> f64 {
+    let (s3, bucket) = (s3.clone(), bucket.to_owned());
+    let (n, elapsed) = run_clients(budget, clients, move |c, _| {
+        let (s3, bucket) = (s3.clone(), bucket.clone());
+        async move {
+            let o = s3
+                .get_object()
+                .bucket(bucket)
+                .key(format!("obj-{size}-{c}-0"))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("GET: {e:?}"));
+            let n = o.body.collect().await.expect("body").into_bytes().len();
+            assert_eq!(n, size);
+        }
+    })
+    .await;
+    mib_per_s(n * size as u64, elapsed)
 }

@@ -517,7 +517,10 @@ def test_every_acknowledged_object_reads_back(stack, world):
             try:
                 check_object(gw[0], bucket, key, w)
             except ClientError as e:
-                assert e.response["Error"]["Code"] == "NoSuchKey", (key, e.response["Error"])
+                assert e.response["Error"]["Code"] == "NoSuchKey", (
+                    f"{key}: a PUT whose outcome was unknown is neither complete nor absent (torn): "
+                    f"{e.response['Error']}"
+                )
         # The listing has every acknowledged key.
         listed = set()
         for page in gw[1].get_paginator("list_objects_v2").paginate(Bucket=bucket):

@@ -97,10 +97,8 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    // subtle compares equal-length inputs in constant time (a length mismatch returns early).
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
 }
 
 /// A job as the API shows it: the record plus `done`.

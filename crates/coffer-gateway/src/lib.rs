@@ -30,5 +30,5 @@ pub mod sse;
 pub mod state;
 pub mod xml;
 
-pub use server::{serve, serve_admin};
+pub use server::serve;
 pub use state::{AppState, GatewayConfig, ReqCtx, StaticCredentials};

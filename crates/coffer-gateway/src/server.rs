@@ -1,14 +1,13 @@
-//! The S3 listener and the admin listener: routing, authentication, dispatch, error rendering.
+//! The S3 listener: routing, authentication, dispatch, error rendering. (The admin listener is
+//! served by the binary, crates/coffer/src/cmd/health.rs, with [`crate::jobs_api::router`].)
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::Router;
 use http::{HeaderValue, Method, StatusCode};
 use tokio::net::TcpListener;
@@ -31,48 +30,6 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new().fallback(handle).with_state(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
-/// Serves `/health/live`, `/health/ready`, `/metrics` and the job API ([`crate::jobs_api`])
-/// until `shutdown` resolves.
-pub async fn serve_admin(
-    listener: TcpListener,
-    state: Arc<AppState>,
-    ready: Arc<AtomicBool>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = Router::new()
-        .route("/health/live", get(|| async { "OK\n" }))
-        .route(
-            "/health/ready",
-            get(move || {
-                let ready = ready.clone();
-                async move {
-                    if ready.load(Ordering::Acquire) {
-                        (StatusCode::OK, "ready\n")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-                    }
-                }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(|State(state): State<Arc<AppState>>| async move {
-                (
-                    [(
-                        http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    state.metrics.render(),
-                )
-            }),
-        )
-        .with_state(state.clone())
-        .merge(crate::jobs_api::router(state));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -2,15 +2,19 @@
 //! (`/admin/v1/jobs`, see `coffer_gateway::jobs_api`), authenticated with
 //! `Authorization: Bearer <access key id>:<secret access key>`.
 //!
-//! The admin API is plain HTTP on a loopback listener by default; this client speaks HTTP/1.1
-//! over TCP itself (one request per connection), so `--admin-endpoint` is `http://host:port`.
+//! The admin API is plain HTTP on a loopback listener by default, so `--admin-endpoint` is
+//! `http://host:port`.
 
-use std::io::Write;
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::admin::{credentials, render, Output};
 use super::CmdError;
@@ -119,62 +123,78 @@ async fn watch(api: &Api, id: &str, as_json: bool) -> Result<(), CmdError> {
     }
 }
 
-/// A one-line progress bar on stderr: done/total, rate, ETA.
+/// A progress bar on stderr (indicatif): done/total, rate, ETA; a spinner while the job's
+/// total is still being counted. When stderr is not a terminal (a log, a pipe), indicatif draws
+/// nothing, so a plain progress line is written every [`PLAIN_PROGRESS_EVERY`] and at the end.
 struct Bar {
-    started: Instant,
-    first_done: Option<u64>,
-    drawn: bool,
+    bar: ProgressBar,
+    plain: bool,
+    last_plain: Option<Instant>,
 }
+
+/// How often the plain progress line is written when stderr is not a terminal.
+const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 impl Bar {
     fn new() -> Self {
         Bar {
-            started: Instant::now(),
-            first_done: None,
-            drawn: false,
+            bar: ProgressBar::new_spinner(),
+            plain: !std::io::stderr().is_terminal(),
+            last_plain: None,
         }
     }
 
     fn draw(&mut self, job: &Value) {
         let done = u64_of(job, &["done"]);
-        let total = job["total"].as_u64();
-        let first = *self.first_done.get_or_insert(done);
-        let secs = self.started.elapsed().as_secs_f64();
-        let rate = if secs > 0.0 {
-            (done.saturating_sub(first)) as f64 / secs
-        } else {
-            0.0
-        };
-        let (bar, count, eta) = match total {
-            Some(t) if t > 0 => {
-                let width = 30usize;
-                let filled = ((done.min(t) as f64 / t as f64) * width as f64) as usize;
-                let eta = if rate > 0.0 {
-                    format!("{:.0}s", (t.saturating_sub(done)) as f64 / rate)
-                } else {
-                    "?".into()
-                };
-                (
-                    format!("[{}{}]", "#".repeat(filled), "-".repeat(width - filled)),
-                    format!("{done}/{t}"),
-                    eta,
-                )
+        match job["total"].as_u64() {
+            Some(total) if total > 0 => {
+                if self.bar.length() != Some(total) {
+                    self.bar.set_style(
+                        ProgressStyle::with_template(
+                            "{msg} [{bar:30}] {pos}/{len} objects  {per_sec}  ETA {eta}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("#>-"),
+                    );
+                    self.bar.set_length(total);
+                }
             }
-            _ => ("[counting...]".into(), format!("{done}/?"), "?".into()),
-        };
-        let mut err = std::io::stderr();
-        let _ = write!(
-            err,
-            "\r{} {bar} {count} objects  {rate:.1}/s  ETA {eta}   ",
-            str_of(job, "state")
-        );
-        let _ = err.flush();
-        self.drawn = true;
+            _ => self.bar.set_style(
+                ProgressStyle::with_template("{msg} {spinner} {pos} objects (counting...)")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            ),
+        }
+        self.bar.set_message(str_of(job, "state"));
+        self.bar.set_position(done);
+        if self.plain
+            && self
+                .last_plain
+                .is_none_or(|t| t.elapsed() >= PLAIN_PROGRESS_EVERY)
+        {
+            self.plain_line();
+        }
     }
 
-    fn finish(&self) {
-        if self.drawn {
-            eprintln!();
+    /// `running: 120/254 objects, 85.3/s, ETA 2s`.
+    fn plain_line(&mut self) {
+        let pos = self.bar.position();
+        let count = match self.bar.length() {
+            Some(len) => format!("{pos}/{len}"),
+            None => format!("{pos}/?"),
+        };
+        eprintln!(
+            "{}: {count} objects, {:.1}/s, ETA {}s",
+            self.bar.message(),
+            self.bar.per_sec(),
+            self.bar.eta().as_secs()
+        );
+        self.last_plain = Some(Instant::now());
+    }
+
+    fn finish(&mut self) {
+        self.bar.finish();
+        if self.plain {
+            self.plain_line();
         }
     }
 }
@@ -308,95 +328,57 @@ fn list_output(v: Value) -> Output {
 
 /// The admin API: one HTTP/1.1 request per connection.
 struct Api {
-    host: String,
-    port: u16,
+    client: Client<HttpConnector, Full<Bytes>>,
+    base: String,
     bearer: String,
 }
 
 impl Api {
     fn new(endpoint: &str, bearer: String) -> Result<Self, CmdError> {
-        let rest = endpoint.strip_prefix("http://").ok_or_else(|| {
+        let base = endpoint.trim_end_matches('/');
+        let authority = base.strip_prefix("http://").ok_or_else(|| {
             format!("--admin-endpoint {endpoint:?}: expected http://host:port (the admin listener)")
         })?;
-        let authority = rest.trim_end_matches('/');
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.is_empty() => (
-                h.trim_start_matches('[').trim_end_matches(']').to_owned(),
-                p.parse::<u16>()
-                    .map_err(|_| format!("--admin-endpoint {endpoint:?}: bad port"))?,
-            ),
-            _ => (authority.to_owned(), 80),
-        };
-        Ok(Api { host, port, bearer })
+        if authority.is_empty() || authority.contains('/') {
+            return Err(format!("--admin-endpoint {endpoint:?}: expected http://host:port").into());
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        Ok(Api {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            base: base.to_owned(),
+            bearer,
+        })
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, CmdError> {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}:{}\r\nAuthorization: Bearer {}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.host,
-            self.port,
-            self.bearer,
-            body.len()
-        );
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header(
+                hyper::header::AUTHORIZATION,
+                format!("Bearer {}", self.bearer),
+            )
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))?;
         let io = async {
-            let mut stream = TcpStream::connect((self.host.as_str(), self.port)).await?;
-            stream.write_all(request.as_bytes()).await?;
-            let mut raw = Vec::new();
-            stream.read_to_end(&mut raw).await?;
-            Ok::<_, std::io::Error>(raw)
+            let resp = self.client.request(request).await?;
+            let status = resp.status();
+            let body = resp.into_body().collect().await?.to_bytes();
+            Ok::<_, CmdError>((status, body))
         };
-        let raw = tokio::time::timeout(Duration::from_secs(30), io)
+        let (status, body) = tokio::time::timeout(Duration::from_secs(30), io)
             .await
-            .map_err(|_| format!("{}:{}: no answer within 30 s", self.host, self.port))?
-            .map_err(|e| format!("{}:{}: {e}", self.host, self.port))?;
-        let (status, body) = parse_response(&raw)?;
+            .map_err(|_| format!("{}: no answer within 30 s", self.base))?
+            .map_err(|e| format!("{}: {e}", self.base))?;
         let v: Value = serde_json::from_slice(&body)
             .map_err(|e| format!("HTTP {status}: the answer is not JSON: {e}"))?;
-        if !(200..300).contains(&status) {
+        if !status.is_success() {
             let msg = v["error"].as_str().unwrap_or("unknown error");
-            return Err(format!("HTTP {status}: {msg}").into());
+            return Err(format!("HTTP {}: {msg}", status.as_u16()).into());
         }
         Ok(v)
-    }
-}
-
-/// The status and body of an HTTP/1.1 response (Content-Length, chunked, or up to the end).
-fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), CmdError> {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("incomplete HTTP response")?;
-    let head = std::str::from_utf8(&raw[..end])?;
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or("bad HTTP status line")?;
-    let chunked = lines.any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    let mut body = &raw[end + 4..];
-    if !chunked {
-        return Ok((status, body.to_vec()));
-    }
-    let mut out = Vec::new();
-    loop {
-        let line_end = body
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("bad chunked body")?;
-        let size_str = std::str::from_utf8(&body[..line_end])?;
-        let size = usize::from_str_radix(size_str.split(';').next().unwrap_or("").trim(), 16)?;
-        body = &body[line_end + 2..];
-        if size == 0 {
-            return Ok((status, out));
-        }
-        out.extend_from_slice(body.get(..size).ok_or("truncated chunk")?);
-        body = body.get(size + 2..).ok_or("truncated chunk")?;
     }
 }
 
@@ -405,18 +387,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn responses_parse() {
-        let (s, b) = parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").unwrap();
-        assert_eq!((s, b.as_slice()), (200, &b"{}"[..]));
-        let (s, b) = parse_response(
-            b"HTTP/1.1 401 Unauthorized\r\ntransfer-encoding: chunked\r\n\r\n3\r\n{\"a\r\n3\r\n\":1\r\n1\r\n}\r\n0\r\n\r\n",
-        )
-        .unwrap();
-        assert_eq!((s, b.as_slice()), (401, &b"{\"a\":1}"[..]));
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\n").is_err());
+    fn endpoints_and_paths() {
         assert_eq!(job_path("a b", Some("pause")), "/admin/v1/jobs/a%20b/pause");
         assert!(Api::new("https://x:1", String::new()).is_err());
+        assert!(Api::new("http://", String::new()).is_err());
+        assert!(Api::new("http://h:1/admin", String::new()).is_err());
         let api = Api::new("http://127.0.0.1:9001/", String::new()).unwrap();
-        assert_eq!((api.host.as_str(), api.port), ("127.0.0.1", 9001));
+        assert_eq!(api.base, "http://127.0.0.1:9001");
     }
 }

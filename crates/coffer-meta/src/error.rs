@@ -46,3 +46,27 @@ pub enum MetaError {
     #[error("metadata storage error: {0}")]
     Storage(String),
 }
+
+impl MetaError {
+    /// Whether the command may have been applied although the call failed: the group could not
+    /// answer in time ([`MetaError::Unavailable`], e.g. its retries ran out while a leader
+    /// changed) or storage failed mid-way. Every other error is the state machine's decision
+    /// not to apply it.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, MetaError::Unavailable(_) | MetaError::Storage(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_unavailable_and_storage_leave_the_outcome_unknown() {
+        assert!(MetaError::Unavailable("no leader".into()).outcome_unknown());
+        assert!(MetaError::Storage("io".into()).outcome_unknown());
+        assert!(!MetaError::PreconditionFailed.outcome_unknown());
+        assert!(!MetaError::NoSuchBucket("b".into()).outcome_unknown());
+        assert!(!MetaError::ObjectLocked("k".into()).outcome_unknown());
+    }
+}

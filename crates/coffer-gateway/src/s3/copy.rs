@@ -390,7 +390,7 @@ pub async fn copy_object(ctx: ReqCtx) -> S3Result<Response> {
     let out = match state.meta.apply(cmd).await {
         Ok(out) => out,
         Err(e) => {
-            data::delete_blobs(&state.blobs, &[blob_id]).await;
+            data::discard_unreferenced(&state.blobs, &[blob_id], &e).await;
             return Err(e.into());
         }
     };

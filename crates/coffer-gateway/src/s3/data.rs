@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use coffer_blob::{BlobId, BlobStore, BlobWriter};
 use coffer_crypto::{ChunkLayout, ChunkSealer};
-use coffer_meta::{ObjectVersion, PartRef};
+use coffer_meta::{MetaError, ObjectVersion, PartRef};
 use futures::{Stream, StreamExt};
 
 use crate::error::{S3Error, S3Result};
@@ -79,6 +79,23 @@ impl BlobSink {
             w.abort().await;
         }
     }
+}
+
+/// Deletes the blobs a failed metadata write would have referenced, unless the write may have
+/// been applied after all ([`MetaError::outcome_unknown`]): then the metadata may point at them,
+/// and they are kept (an orphan for the sweep at worst, never a version whose data is gone).
+pub async fn discard_unreferenced(blobs: &Arc<dyn BlobStore>, ids: &[BlobId], error: &MetaError) {
+    if error.outcome_unknown() {
+        for id in ids {
+            tracing::warn!(
+                blob = %coffer_blob::blob_name(id),
+                error = %error,
+                "metadata write of unknown outcome: its blob is kept"
+            );
+        }
+        return;
+    }
+    delete_blobs(blobs, ids).await;
 }
 
 /// Deletes blobs freed by a metadata change. Failures only leave orphans for the sweep.
@@ -422,5 +439,29 @@ mod tests {
         assert_eq!(got, data[10..=150]);
         // Two keys for a one-layer object are refused.
         assert!(read_all(blobs, &v, dsse_keys(), 0, 10).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_keeps_its_blob_only_when_it_may_have_been_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::open(dir.path()).unwrap());
+        let mut ids = Vec::new();
+        for n in 0..2u8 {
+            let id = [n; 16];
+            let mut w = blobs.create(&id).await.unwrap();
+            w.append(Bytes::from_static(b"sealed")).await.unwrap();
+            w.commit().await.unwrap();
+            ids.push(id);
+        }
+        // The group answered too late: the version may point at the blob.
+        let unknown = MetaError::Unavailable("retries exhausted".into());
+        discard_unreferenced(&blobs, &ids[..1], &unknown).await;
+        assert_eq!(blobs.len(&ids[0]).await.unwrap(), 6);
+        // The state machine refused the write: nothing points at the blob.
+        discard_unreferenced(&blobs, &ids[1..], &MetaError::PreconditionFailed).await;
+        assert!(matches!(
+            blobs.len(&ids[1]).await,
+            Err(BlobError::NotFound(_))
+        ));
     }
 }

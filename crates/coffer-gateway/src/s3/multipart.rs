@@ -339,7 +339,7 @@ pub async fn record_part(ctx: &ReqCtx, upload_id: &str, part: PartRef, now: i64)
             Ok(())
         }
         Err(e) => {
-            data::delete_blobs(&ctx.state.blobs, &[blob_id]).await;
+            data::discard_unreferenced(&ctx.state.blobs, &[blob_id], &e).await;
             Err(e.into())
         }
     }

@@ -132,7 +132,7 @@ pub async fn put(ctx: ReqCtx, body: Body) -> S3Result<Response> {
     let out = match state.meta.apply(cmd).await {
         Ok(out) => out,
         Err(e) => {
-            data::delete_blobs(&state.blobs, &[part.blob_id]).await;
+            data::discard_unreferenced(&state.blobs, &[part.blob_id], &e).await;
             return Err(e.into());
         }
     };

@@ -182,7 +182,13 @@ def test_job_rewraps_eligible_objects_skips_the_rest_and_counts_exactly(server):
     metrics = harness.http_get(server.admin_endpoint + "/metrics").body.decode()
     rewrapped = re.search(r'^coffer_s3_job_objects_total\{outcome="rewrapped"\} (\d+)', metrics, re.M)
     assert rewrapped and int(rewrapped.group(1)) >= 200, metrics
-    assert re.search(r'^coffer_s3_jobs\{state="completed"\} [1-9]', metrics, re.M), metrics
+    # The job gauge is set from the runner's listing, right after it finished the job: a
+    # moment after the job's record says completed.
+    deadline = time.monotonic() + 10
+    while not re.search(r'^coffer_s3_jobs\{state="completed"\} [1-9]', metrics, re.M):
+        assert time.monotonic() < deadline, metrics
+        time.sleep(0.2)
+        metrics = harness.http_get(server.admin_endpoint + "/metrics").body.decode()
 
     # A second job to the same target finds everything done: idempotent by target state.
     again = create_job(server, bucket=bucket, prefix="data/", target_key_arn=target)

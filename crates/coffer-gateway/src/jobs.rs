@@ -92,12 +92,21 @@ pub async fn run(state: Arc<AppState>, config: JobsConfig, mut stop: watch::Rece
         match runner.state.meta.list_jobs().await {
             Ok(jobs) => {
                 runner.state.metrics.set_job_states(&jobs);
+                let mut ran = false;
                 for job in jobs {
                     if *stop.borrow() {
                         return;
                     }
                     if runner.claimable(&job) {
                         runner.try_run(job).await;
+                        ran = true;
+                    }
+                }
+                // A job this runner ran changed state: the gauge shows it at once, not only
+                // after the next poll.
+                if ran {
+                    if let Ok(jobs) = runner.state.meta.list_jobs().await {
+                        runner.state.metrics.set_job_states(&jobs);
                     }
                 }
             }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::{coffer_bin, s3_client, Process, ACCESS_KEY, SECRET_KEY};
+use crate::{coffer_bin, os_args, s3_client, Process, ACCESS_KEY, SECRET_KEY};
 
 /// How long a `coffer admin cluster` command may take before the harness gives up on it.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -180,19 +180,7 @@ impl Cluster {
             m.process = Some(Process::start(&dir, &format!("meta-{}-0", m.id), &args));
         }
 
-        let kms = Process::start(
-            &dir,
-            "kms",
-            &os_args(&[
-                "kms",
-                "--data-dir",
-                &dir.join("kms-data").to_string_lossy(),
-                "--grpc-listen",
-                "127.0.0.1:0",
-                "--listen",
-                "127.0.0.1:0",
-            ]),
-        );
+        let kms = crate::start_kms(&dir);
         let default_key_arn = kms.ready_str("default_kms_key_arn");
         let blob = Process::start(
             &dir,
@@ -504,10 +492,6 @@ fn strip_ansi(text: &str) -> String {
         }
     }
     out
-}
-
-fn os_args(args: &[&str]) -> Vec<OsString> {
-    args.iter().map(OsString::from).collect()
 }
 
 fn meta_args(m: &Member, initial: &str, options: &ClusterOptions) -> Vec<OsString> {

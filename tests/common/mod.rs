@@ -327,3 +327,48 @@ pub fn http_status(addr: &str, path: &str) -> u16 {
         .parse()
         .unwrap_or_else(|_| panic!("not an HTTP status line: {line:?}"))
 }
+
+/// Command-line arguments for [`Process::start`].
+pub fn os_args(list: &[&str]) -> Vec<OsString> {
+    list.iter().map(OsString::from).collect()
+}
+
+/// Starts `coffer kms` on the local keystore in `<dir>/kms-data`, both APIs on port 0.
+pub fn start_kms(dir: &Path) -> Process {
+    let data = dir.join("kms-data");
+    Process::start(
+        dir,
+        "kms",
+        &os_args(&[
+            "kms",
+            "--data-dir",
+            &data.to_string_lossy(),
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--listen",
+            "127.0.0.1:0",
+        ]),
+    )
+}
+
+/// Starts a single-member `coffer meta` group in `<dir>/meta-data`; returns it and its address.
+pub fn start_single_meta(dir: &Path) -> (Process, String) {
+    let addr = cluster::reserve_port();
+    let data = dir.join("meta-data");
+    let meta = Process::start(
+        dir,
+        "meta",
+        &os_args(&[
+            "meta",
+            "--id",
+            "1",
+            "--data-dir",
+            &data.to_string_lossy(),
+            "--listen",
+            &addr,
+            "--initial-members",
+            &format!("1={addr}"),
+        ]),
+    );
+    (meta, addr)
+}

@@ -5,19 +5,15 @@
 //! quickly while GET still reads every object from the last replica; once the nodes are back,
 //! PUT works again.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use coffer_tests::cluster::reserve_port;
 use coffer_tests::{
-    body_of, bucket_name, coffer_bin, get_bytes, s3_client, s3_client_no_retry, Process,
+    body_of, bucket_name, coffer_bin, get_bytes, os_args, s3_client, s3_client_no_retry, start_kms,
+    start_single_meta, Process,
 };
-
-fn args(list: &[&str]) -> Vec<OsString> {
-    list.iter().map(OsString::from).collect()
-}
 
 /// A `coffer blob` node registered in meta, restartable on its address and data directory.
 struct BlobNode {
@@ -43,7 +39,7 @@ impl BlobNode {
         let p = Process::start(
             dir,
             &self.id,
-            &args(&[
+            &os_args(&[
                 "blob",
                 "--data-dir",
                 self.data.to_str().unwrap(),
@@ -154,37 +150,8 @@ async fn three_replicas_survive_node_failures() {
         .expect("tempdir");
     let dir = tmp.path();
 
-    let meta_addr = reserve_port();
-    let meta_data = dir.join("meta-data");
-    let _meta = Process::start(
-        dir,
-        "meta",
-        &args(&[
-            "meta",
-            "--id",
-            "1",
-            "--data-dir",
-            meta_data.to_str().unwrap(),
-            "--listen",
-            &meta_addr,
-            "--initial-members",
-            &format!("1={meta_addr}"),
-        ]),
-    );
-    let kms_data = dir.join("kms-data");
-    let kms = Process::start(
-        dir,
-        "kms",
-        &args(&[
-            "kms",
-            "--data-dir",
-            kms_data.to_str().unwrap(),
-            "--grpc-listen",
-            "127.0.0.1:0",
-            "--listen",
-            "127.0.0.1:0",
-        ]),
-    );
+    let (_meta, meta_addr) = start_single_meta(dir);
+    let kms = start_kms(dir);
     let ids = ["b0", "b1", "b2"];
     let mut nodes: Vec<BlobNode> = ids
         .iter()
@@ -193,7 +160,7 @@ async fn three_replicas_survive_node_failures() {
     let gw = Process::start(
         dir,
         "gw",
-        &args(&[
+        &os_args(&[
             "gateway",
             "--meta",
             &meta_addr,

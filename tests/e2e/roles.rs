@@ -4,7 +4,6 @@
 //! gateways settled on one SSE-S3 key. When the blob node is killed, PUT and GET answer 503
 //! quickly; once it is back on its address and data directory, everything works again.
 
-use std::ffi::OsString;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -13,21 +12,11 @@ use aws_sdk_s3::types::{
     CompletedMultipartUpload, CompletedPart, ObjectEncryption, ServerSideEncryption,
     SsekmsEncryption,
 };
+use coffer_tests::cluster::reserve_port;
 use coffer_tests::{
-    body_of, bucket_name, coffer_bin, get_bytes, http_status, s3_client, s3_client_no_retry,
-    Process, ACCESS_KEY, SECRET_KEY,
+    body_of, bucket_name, coffer_bin, get_bytes, http_status, os_args, s3_client,
+    s3_client_no_retry, start_kms, start_single_meta, Process, ACCESS_KEY, SECRET_KEY,
 };
-
-/// Reserves a loopback port for a process that must come back on the same address: binds
-/// port 0 and releases it.
-fn reserve_port() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").to_string()
-}
-
-fn args(list: &[&str]) -> Vec<OsString> {
-    list.iter().map(OsString::from).collect()
-}
 
 fn start_blob(dir: &Path, tag: &str, addr: &str) -> Process {
     let data = dir.join("blob-data");
@@ -35,7 +24,7 @@ fn start_blob(dir: &Path, tag: &str, addr: &str) -> Process {
     Process::start(
         dir,
         tag,
-        &args(&["blob", "--data-dir", data, "--listen", addr]),
+        &os_args(&["blob", "--data-dir", data, "--listen", addr]),
     )
 }
 
@@ -153,44 +142,15 @@ async fn two_gateways_over_separate_roles() {
         .expect("tempdir");
     let dir = tmp.path();
 
-    let meta_addr = reserve_port();
-    let meta_data = dir.join("meta-data");
-    let _meta = Process::start(
-        dir,
-        "meta",
-        &args(&[
-            "meta",
-            "--id",
-            "1",
-            "--data-dir",
-            meta_data.to_str().unwrap(),
-            "--listen",
-            &meta_addr,
-            "--initial-members",
-            &format!("1={meta_addr}"),
-        ]),
-    );
-    let kms_data = dir.join("kms-data");
-    let kms = Process::start(
-        dir,
-        "kms",
-        &args(&[
-            "kms",
-            "--data-dir",
-            kms_data.to_str().unwrap(),
-            "--grpc-listen",
-            "127.0.0.1:0",
-            "--listen",
-            "127.0.0.1:0",
-        ]),
-    );
+    let (_meta, meta_addr) = start_single_meta(dir);
+    let kms = start_kms(dir);
     let default_key = kms.ready_str("default_kms_key_arn");
     let blob_addr = reserve_port();
     let mut blob = start_blob(dir, "blob-0", &blob_addr);
     assert_eq!(blob.ready_str("listen"), blob_addr);
 
     // Both gateways start at once, racing to settle the SSE-S3 key.
-    let gateway_args = args(&[
+    let gateway_args = os_args(&[
         "gateway",
         "--meta",
         &meta_addr,

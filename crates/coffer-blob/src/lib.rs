@@ -7,6 +7,8 @@
 //! - [`grpc`]: a blob node serving a local store over gRPC (`proto/blob.proto`), and the
 //!   client gateways use to reach it.
 //! - [`replicated`]: each blob on R of a list of blob nodes, acknowledged after W copies.
+//! - [`sums`]: per-block CRC32C of each stored blob, in a sidecar written with it.
+//! - [`repair`]: a blob node's background work: scrub, re-replication, orphan collection.
 #![warn(missing_docs)]
 
 use async_trait::async_trait;
@@ -14,7 +16,9 @@ use bytes::Bytes;
 
 pub mod grpc;
 pub mod local;
+pub mod repair;
 pub mod replicated;
+pub mod sums;
 
 /// A blob's id: 16 random bytes, named in hex on disk.
 pub type BlobId = [u8; 16];

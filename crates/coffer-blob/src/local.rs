@@ -1,8 +1,9 @@
 //! Blobs as files under a data directory.
 //!
 //! ```text
-//! <dir>/<hex[0..2]>/<hex[2..4]>/<hex id>   committed blobs, fanned out over 65,536 directories
-//! <dir>/tmp/<hex id>.<random>              blobs being written; emptied on open
+//! <dir>/<hex[0..2]>/<hex[2..4]>/<hex id>       committed blobs, fanned out over 65,536 directories
+//! <dir>/<hex[0..2]>/<hex[2..4]>/<hex id>.sum   their block checksums (crate::sums)
+//! <dir>/tmp/<hex id>.<random>                  blobs being written; emptied on open
 //! ```
 //!
 //! A blob becomes visible only by the rename at commit, after its file is fsynced; the
@@ -11,6 +12,13 @@
 //! a crash, and a crash mid-write leaves only a temp file, which the next [`LocalBlobStore::open`]
 //! removes. One store must own a directory: opening a second store on it would delete the first
 //! one's in-progress writes.
+//!
+//! The writer sums the bytes as they go to disk; at commit the sidecar is written and fsynced
+//! in `tmp`, renamed into place first, then the blob, and the directory fsynced once. A crash
+//! between the renames leaves a sidecar without its blob (nothing was acknowledged here; the
+//! scrub fetches the blob from a replica that has it, else removes the sidecar) or, if only the
+//! blob's rename reached the disk, a blob without sums, which the scrub treats like a blob
+//! written before sums existed. A delete removes the sidecar first, then the blob.
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -23,6 +31,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
+use crate::sums::{BlockSums, Summer, SUM_BLOCK};
 use crate::{blob_name, BlobError, BlobId, BlobStore, BlobWriter};
 
 /// Appends are handed to a blocking thread in batches of about this many bytes; one batch is
@@ -33,6 +42,20 @@ const BATCH_BYTES: usize = 4 << 20;
 const WRITE_BUFFER: usize = 256 << 10;
 
 const TMP_DIR: &str = "tmp";
+
+/// The suffix of checksum sidecars.
+const SUM_SUFFIX: &str = ".sum";
+
+/// A blob's checksum sidecar, as found on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sidecar {
+    /// No sidecar: the blob was written before sums existed (or a crash lost it).
+    Missing,
+    /// A sidecar that does not parse or fails its own checksum.
+    Corrupt(String),
+    /// The sums.
+    Valid(BlockSums),
+}
 
 /// A [`BlobStore`] keeping each blob in its own file under a data directory.
 #[derive(Clone, Debug)]
@@ -85,7 +108,74 @@ impl LocalBlobStore {
     /// Every committed blob, in id order (for the orphan sweep).
     pub async fn list(&self) -> Result<Vec<BlobId>, BlobError> {
         let inner = self.inner.clone();
-        blocking(move || inner.list()).await
+        blocking(move || Ok(inner.list()?.0)).await
+    }
+
+    /// Sidecars whose blob does not exist, in id order.
+    pub async fn stray_sums(&self) -> Result<Vec<BlobId>, BlobError> {
+        let inner = self.inner.clone();
+        blocking(move || Ok(inner.list()?.1)).await
+    }
+
+    /// The data directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// Where blob `id`'s checksum sidecar lives.
+    pub fn sums_path_of(&self, id: &BlobId) -> PathBuf {
+        self.inner.sums_path_of(id)
+    }
+
+    /// Blob `id`'s checksum sidecar.
+    pub async fn sums(&self, id: &BlobId) -> Result<Sidecar, BlobError> {
+        let path = self.inner.sums_path_of(id);
+        blocking(move || match fs::read(&path) {
+            Ok(raw) => Ok(match BlockSums::decode(&raw) {
+                Ok(s) => Sidecar::Valid(s),
+                Err(e) => Sidecar::Corrupt(e),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Sidecar::Missing),
+            Err(e) => Err(e.into()),
+        })
+        .await
+    }
+
+    /// Writes blob `id`'s sidecar (temp file, fsync, rename, directory fsync), for a blob
+    /// that had none or a corrupt one once its bytes are known good.
+    pub async fn put_sums(&self, id: &BlobId, sums: &BlockSums) -> Result<(), BlobError> {
+        let (inner, id, raw) = (self.inner.clone(), *id, sums.encode());
+        blocking(move || {
+            let dir = inner.ensure_fanout(&id)?;
+            inner.install_sums(&id, &raw)?;
+            sync_dir(&dir)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Removes blob `id`'s sidecar when the blob itself is absent.
+    pub async fn remove_stray_sums(&self, id: &BlobId) -> Result<(), BlobError> {
+        let (blob, sums) = (self.inner.path_of(id), self.inner.sums_path_of(id));
+        blocking(move || {
+            if !blob.exists() {
+                remove_if_present(&sums)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// When blob `id` was last written (committed, repaired or copied here).
+    pub async fn modified(&self, id: &BlobId) -> Result<std::time::SystemTime, BlobError> {
+        let path = self.inner.path_of(id);
+        let id = *id;
+        blocking(move || {
+            Ok(fs::metadata(&path)
+                .map_err(|e| not_found(&id, e))?
+                .modified()?)
+        })
+        .await
     }
 }
 
@@ -98,6 +188,31 @@ impl Inner {
 
     fn path_of(&self, id: &BlobId) -> PathBuf {
         self.fanout_dir(id).join(blob_name(id))
+    }
+
+    fn sums_path_of(&self, id: &BlobId) -> PathBuf {
+        self.fanout_dir(id)
+            .join(format!("{}{SUM_SUFFIX}", blob_name(id)))
+    }
+
+    /// Writes a sidecar in `tmp`, fsyncs it and renames it into place (the caller fsyncs the
+    /// fan-out directory).
+    fn install_sums(&self, id: &BlobId, raw: &[u8]) -> io::Result<()> {
+        let tmp = self.tmp.join(format!(
+            "{}.{}{SUM_SUFFIX}",
+            blob_name(id),
+            uuid::Uuid::new_v4().simple()
+        ));
+        let written = (|| {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            f.write_all(raw)?;
+            f.sync_all()?;
+            fs::rename(&tmp, self.sums_path_of(id))
+        })();
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written
     }
 
     /// Creates `id`'s fan-out directories and makes their entries durable.
@@ -116,8 +231,10 @@ impl Inner {
         Ok(leaf)
     }
 
-    fn list(&self) -> Result<Vec<BlobId>, BlobError> {
+    /// The committed blobs, and the sidecars without a blob, each in id order.
+    fn list(&self) -> Result<(Vec<BlobId>, Vec<BlobId>), BlobError> {
         let mut ids = Vec::new();
+        let mut sums = Vec::new();
         for top in fs::read_dir(&self.root)? {
             let top = top?;
             let Some(top_name) = hex_dir_name(&top)? else {
@@ -134,7 +251,14 @@ impl Inner {
                     let name = file.file_name();
                     let Some(name) = name.to_str() else { continue };
                     let mut id = [0u8; 16];
-                    if name.starts_with(&prefix)
+                    if let Some(stem) = name.strip_suffix(SUM_SUFFIX) {
+                        if stem.starts_with(&prefix)
+                            && is_lower_hex(stem)
+                            && hex::decode_to_slice(stem, &mut id).is_ok()
+                        {
+                            sums.push(id);
+                        }
+                    } else if name.starts_with(&prefix)
                         && is_lower_hex(name)
                         && hex::decode_to_slice(name, &mut id).is_ok()
                         && file.file_type()?.is_file()
@@ -145,7 +269,9 @@ impl Inner {
             }
         }
         ids.sort_unstable();
-        Ok(ids)
+        sums.sort_unstable();
+        sums.retain(|s| ids.binary_search(s).is_err());
+        Ok((ids, sums))
     }
 }
 
@@ -166,6 +292,13 @@ fn is_lower_hex(s: &str) -> bool {
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Runs blocking file work off the async runtime.
@@ -203,7 +336,10 @@ impl BlobStore for LocalBlobStore {
                 .write(true)
                 .create_new(true)
                 .open(&path)?;
-            Ok(BufWriter::with_capacity(WRITE_BUFFER, file))
+            Ok(Sink {
+                file: BufWriter::with_capacity(WRITE_BUFFER, file),
+                sums: Summer::new(SUM_BLOCK),
+            })
         })
         .await?;
         Ok(Box::new(LocalBlobWriter {
@@ -248,12 +384,15 @@ impl BlobStore for LocalBlobStore {
     }
 
     async fn delete(&self, id: &BlobId) -> Result<(), BlobError> {
-        let path = self.inner.path_of(id);
+        let (path, sums) = (self.inner.path_of(id), self.inner.sums_path_of(id));
         // No directory fsync: a delete lost in a crash brings back a blob that metadata no
         // longer names, and the orphan sweep removes it again.
-        blocking(move || match fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
+        // The sidecar goes first: a sidecar left without its blob means a lost file, which
+        // the scrub fetches back from a replica.
+        blocking(move || {
+            remove_if_present(&sums)?;
+            remove_if_present(&path)?;
+            Ok(())
         })
         .await
     }
@@ -265,9 +404,9 @@ struct LocalBlobWriter {
     id: BlobId,
     tmp_path: PathBuf,
     /// The file, when no batch is being written to it; `None` after a write failed.
-    file: Option<BufWriter<File>>,
+    file: Option<Sink>,
     /// The batch being written; gives the file back when done.
-    in_flight: Option<JoinHandle<io::Result<BufWriter<File>>>>,
+    in_flight: Option<JoinHandle<io::Result<Sink>>>,
     batch: Vec<Bytes>,
     batch_len: usize,
     len: u64,
@@ -277,7 +416,7 @@ struct LocalBlobWriter {
 
 impl LocalBlobWriter {
     /// Waits for the batch in flight and takes the file back.
-    async fn take_file(&mut self) -> Result<BufWriter<File>, BlobError> {
+    async fn take_file(&mut self) -> Result<Sink, BlobError> {
         if let Some(handle) = self.in_flight.take() {
             return Ok(handle.await.map_err(join_error)??);
         }
@@ -290,9 +429,16 @@ impl LocalBlobWriter {
     }
 }
 
-fn write_batch(file: &mut BufWriter<File>, batch: Vec<Bytes>) -> io::Result<()> {
+/// The temp file of a blob being written, and the sums of what went into it.
+struct Sink {
+    file: BufWriter<File>,
+    sums: Summer,
+}
+
+fn write_batch(sink: &mut Sink, batch: Vec<Bytes>) -> io::Result<()> {
     for data in batch {
-        file.write_all(&data)?;
+        sink.sums.update(&data);
+        sink.file.write_all(&data)?;
     }
     Ok(())
 }
@@ -324,10 +470,12 @@ impl BlobWriter for LocalBlobWriter {
         let (inner, id, tmp_path) = (self.inner.clone(), self.id, self.tmp_path.clone());
         blocking(move || {
             write_batch(&mut file, batch)?;
-            let file = file.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()?;
-            drop(file);
+            let sums = file.sums.finish().encode();
+            let f = file.file.into_inner().map_err(|e| e.into_error())?;
+            f.sync_all()?;
+            drop(f);
             let dir = inner.ensure_fanout(&id)?;
+            inner.install_sums(&id, &sums)?;
             fs::rename(&tmp_path, dir.join(blob_name(&id)))?;
             sync_dir(&dir)?;
             Ok(())

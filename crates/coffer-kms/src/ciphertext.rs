@@ -62,6 +62,13 @@ pub fn parse(blob: &[u8]) -> Result<(BlobHeader, &[u8], &[u8]), KmsError> {
     }
 }
 
+/// The key and material version a Coffer keystore blob (local or transit backend) names;
+/// `None` for blobs of other KMSs (AWS KMS blobs are opaque) and malformed ones. Reads the
+/// header only: that the blob then decrypts is not checked.
+pub fn material_of(blob: &[u8]) -> Option<BlobHeader> {
+    parse(blob).ok().map(|(h, _, _)| h)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +107,23 @@ mod tests {
         let mut m = blob.clone();
         m[0] = b'X';
         assert!(parse(&m).is_err());
+    }
+
+    #[test]
+    fn material_of_reads_coffer_headers_only() {
+        let h = BlobHeader {
+            key_id: Uuid::new_v4(),
+            material_version: 7,
+        };
+        let mut blob = h.encode().to_vec();
+        blob.extend_from_slice(&[5u8; NONCE_BYTES + 32 + TAG_BYTES]);
+        assert_eq!(material_of(&blob), Some(h));
+        // An AWS KMS blob (opaque bytes without the magic), a truncated and an unknown-version blob.
+        let aws = [0x01u8, 0x02, 0x03, 0x00, 0x78].repeat(40);
+        assert_eq!(material_of(&aws), None);
+        assert_eq!(material_of(&blob[..HEADER_V1_LEN + 4]), None);
+        blob[4] = 9;
+        assert_eq!(material_of(&blob), None);
+        assert_eq!(material_of(&[]), None);
     }
 }

@@ -1,7 +1,7 @@
 //! `KmsError`: the AWS KMS exception names.
 
 /// An error of a KMS call, named as AWS KMS names its exceptions.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum KmsError {
     /// `NotFoundException`.
     #[error("NotFoundException: {0}")]

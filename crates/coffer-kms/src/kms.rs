@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::error::KmsError;
+use crate::validate;
 
 /// An encryption context: bound to a ciphertext as AAD; decrypting needs the same map.
 pub type EncryptionContext = BTreeMap<String, String>;
@@ -181,6 +182,24 @@ pub struct ReEncrypted {
     pub ciphertext_blob: Vec<u8>,
 }
 
+/// One ReEncrypt of a batch ([`Kms::re_encrypt_batch`]): the arguments of [`Kms::re_encrypt`].
+#[derive(Debug, Clone)]
+pub struct ReEncryptItem {
+    /// The ciphertext blob to re-encrypt.
+    pub ciphertext_blob: Vec<u8>,
+    /// The context it was encrypted under.
+    pub source_context: EncryptionContext,
+    /// When given, must name the key that encrypted (else `IncorrectKeyException`).
+    pub source_key_id: Option<String>,
+    /// The key to encrypt under.
+    pub destination_key_id: String,
+    /// The context to bind to the new blob.
+    pub destination_context: EncryptionContext,
+}
+
+/// Most items in one [`Kms::re_encrypt_batch`] call (more: [`KmsError::Validation`]).
+pub const MAX_REENCRYPT_BATCH: usize = 1000;
+
 /// What [`Kms::run_maintenance`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MaintenanceReport {
@@ -271,6 +290,31 @@ pub trait Kms: Send + Sync + 'static {
         destination_key_id: &str,
         destination_context: &EncryptionContext,
     ) -> Result<ReEncrypted, KmsError>;
+    /// ReEncrypt of up to [`MAX_REENCRYPT_BATCH`] items in one call: one result per item, in
+    /// order, each failing on its own exactly as [`Kms::re_encrypt`] of that item would. The
+    /// call as a whole fails only for the batch itself (too many items, the KMS unreachable).
+    /// The default runs the items one by one through `re_encrypt`; backends that can share key
+    /// lookups across items, or save round trips, override it.
+    async fn re_encrypt_batch(
+        &self,
+        items: Vec<ReEncryptItem>,
+    ) -> Result<Vec<Result<ReEncrypted, KmsError>>, KmsError> {
+        validate::re_encrypt_batch(items.len())?;
+        let mut out = Vec::with_capacity(items.len());
+        for it in &items {
+            out.push(
+                self.re_encrypt(
+                    &it.ciphertext_blob,
+                    &it.source_context,
+                    it.source_key_id.as_deref(),
+                    &it.destination_key_id,
+                    &it.destination_context,
+                )
+                .await,
+            );
+        }
+        Ok(out)
+    }
     /// GenerateDataKey of `number_of_bytes` (1–1024; S3 uses 32).
     async fn generate_data_key(
         &self,

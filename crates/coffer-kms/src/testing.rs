@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 
-use crate::{EncryptionContext, KeyManager, KeyMetadata, KeyState, Kms, KmsError};
+use crate::{
+    EncryptionContext, KeyManager, KeyMetadata, KeyState, Kms, KmsError, ReEncryptItem,
+    MAX_REENCRYPT_BATCH,
+};
 
 /// Which checks a backend can pass. [`Profile::STRICT`] is AWS's behaviour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +74,7 @@ pub async fn suite_with(kms: &dyn Kms, p: Profile) {
     wrong_key(kms, p).await;
     data_keys(kms, p).await;
     re_encrypt(kms, p).await;
+    re_encrypt_batch(kms, p).await;
     rotation(kms, p).await;
     disabled_key(kms, p).await;
     pending_deletion(kms, p).await;
@@ -636,6 +640,78 @@ pub async fn re_encrypt(kms: &dyn Kms, p: Profile) {
         );
         kms.enable_key(&b.key_id).await.unwrap();
     }
+}
+
+/// ReEncryptBatch: results in item order, each item failing on its own as ReEncrypt would.
+pub async fn re_encrypt_batch(kms: &dyn Kms, p: Profile) {
+    let a = new_key(kms, "re-encrypt batch a").await;
+    let b = new_key(kms, "re-encrypt batch b").await;
+    let ca = ctx(&[("aws:s3:arn", "arn:aws:s3:::bucket/one")]);
+    let c2 = ctx(&[("aws:s3:arn", "arn:aws:s3:::bucket/two")]);
+    let g1 = kms.generate_data_key(&a.key_id, &ca, 32).await.unwrap();
+    let g2 = kms.generate_data_key(&a.key_id, &c2, 32).await.unwrap();
+    let item = |blob: &[u8], src: &EncryptionContext, dst: &str| ReEncryptItem {
+        ciphertext_blob: blob.to_vec(),
+        source_context: src.clone(),
+        source_key_id: None,
+        destination_key_id: dst.to_owned(),
+        destination_context: src.clone(),
+    };
+    let absent = uuid::Uuid::new_v4().hyphenated().to_string();
+    let mut wrong_source = item(&g1.ciphertext_blob, &ca, &b.arn);
+    wrong_source.source_key_id = Some(b.key_id.clone());
+    let mut with_source = item(&g2.ciphertext_blob, &c2, &b.key_id);
+    with_source.source_key_id = Some(a.arn.clone());
+    let mut items = vec![
+        item(&g1.ciphertext_blob, &ca, &b.key_id),
+        item(&g1.ciphertext_blob, &c2, &b.key_id),
+        item(&g2.ciphertext_blob, &c2, &b.arn),
+        item(&g1.ciphertext_blob, &ca, &absent),
+        with_source,
+    ];
+    if p.checks_decrypt_key_id {
+        items.push(wrong_source);
+    }
+    let res = kms
+        .re_encrypt_batch(items.clone())
+        .await
+        .expect("ReEncryptBatch");
+    assert_eq!(res.len(), items.len());
+    for (i, (g, c)) in [(0, (&g1, &ca)), (2, (&g2, &c2)), (4, (&g2, &c2))] {
+        let r = res[i].as_ref().unwrap_or_else(|e| panic!("item {i}: {e}"));
+        assert_eq!(r.source_key_id, a.arn, "item {i}");
+        assert_eq!(r.key_id, b.arn, "item {i}");
+        let d = kms
+            .decrypt(&r.ciphertext_blob, c, None)
+            .await
+            .unwrap_or_else(|e| panic!("decrypting item {i}: {e}"));
+        assert_eq!(d.key_id, b.arn, "item {i}");
+        assert_eq!(&d.plaintext[..], &g.plaintext.as_ref().unwrap()[..]);
+    }
+    assert_err(
+        res[1].clone(),
+        "InvalidCiphertextException",
+        "batch item with the wrong context",
+    );
+    assert_err(
+        res[3].clone(),
+        "NotFoundException",
+        "batch item with an unknown destination",
+    );
+    if p.checks_decrypt_key_id {
+        assert_err(
+            res[5].clone(),
+            "IncorrectKeyException",
+            "batch item naming another source key",
+        );
+    }
+    assert!(kms.re_encrypt_batch(Vec::new()).await.unwrap().is_empty());
+    let over = vec![items[0].clone(); MAX_REENCRYPT_BATCH + 1];
+    assert_err(
+        kms.re_encrypt_batch(over).await,
+        "ValidationException",
+        "batch over the maximum",
+    );
 }
 
 /// Rotation settings, on-demand rotation, old ciphertext still decrypts, ListKeyRotations.

@@ -81,3 +81,14 @@ pub fn ciphertext(blob: &[u8]) -> Result<(), KmsError> {
             .into(),
     ))
 }
+
+/// The number of items of a ReEncrypt batch: at most [`crate::MAX_REENCRYPT_BATCH`].
+pub fn re_encrypt_batch(n: usize) -> Result<(), KmsError> {
+    if n <= crate::MAX_REENCRYPT_BATCH {
+        return Ok(());
+    }
+    Err(KmsError::Validation(format!(
+        "A ReEncrypt batch has {n} items; at most {} are allowed",
+        crate::MAX_REENCRYPT_BATCH
+    )))
+}

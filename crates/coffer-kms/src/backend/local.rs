@@ -8,8 +8,10 @@
 //! it is touched, or by [`LocalKms::purge_expired`]. Every write is synced.
 //!
 //! Writes take one mutex (read-modify-write of a key record); cryptographic operations only
-//! read. Mutating calls run on the blocking pool since a synced write waits for the disk.
+//! read. Mutating calls run on the blocking pool since a synced write waits for the disk, and so
+//! does a ReEncrypt batch, which looks up each key and material it meets once (`Lookups`).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -894,23 +896,100 @@ impl Inner {
         })
     }
 
+    /// Fresh memoized key lookups, for one cryptographic call.
+    fn lookups(&self) -> Lookups<'_> {
+        Lookups {
+            inner: self,
+            refs: HashMap::new(),
+            keys: HashMap::new(),
+            materials: HashMap::new(),
+        }
+    }
+
+    fn generate_data_key(
+        &self,
+        key_id: &str,
+        ctx: &EncryptionContext,
+        n: usize,
+        with_plaintext: bool,
+    ) -> Result<GeneratedDataKey, KmsError> {
+        validate::data_key_bytes(n)?;
+        let mut dk = Zeroizing::new(vec![0u8; n]);
+        wrap::fill_random(&mut dk)?;
+        let enc = self.lookups().encrypt(key_id, &dk, ctx)?;
+        Ok(GeneratedDataKey {
+            key_id: enc.key_id,
+            plaintext: with_plaintext.then_some(dk),
+            ciphertext_blob: enc.ciphertext_blob,
+        })
+    }
+}
+
+/// The key lookups of cryptographic calls, each done once per call: a ReEncrypt batch resolves
+/// every key reference, key record and key material it meets once however many items share it
+/// (unsealing a material under the root key is the costly part). Single calls use a fresh one,
+/// so both run the same code. Failed lookups are remembered too, and fail every item needing them.
+struct Lookups<'a> {
+    inner: &'a Inner,
+    /// Key reference (any of the four forms) → key ID.
+    refs: HashMap<String, Result<Uuid, KmsError>>,
+    /// Key ID → its current material version, if the key exists and is usable.
+    keys: HashMap<Uuid, Result<u32, KmsError>>,
+    /// (key ID, version) → the unsealed material, `None` if there is no such version.
+    materials: HashMap<(Uuid, u32), Result<Option<Zeroizing<[u8; 32]>>, KmsError>>,
+}
+
+impl Lookups<'_> {
+    fn resolve(&mut self, s: &str) -> Result<Uuid, KmsError> {
+        if let Some(r) = self.refs.get(s) {
+            return r.clone();
+        }
+        let r = self.inner.resolve(s);
+        self.refs.insert(s.to_owned(), r.clone());
+        r
+    }
+
+    /// The current material version of key `id`, if it exists and may be used.
+    fn usable(&mut self, id: &Uuid) -> Result<u32, KmsError> {
+        let inner = self.inner;
+        self.keys
+            .entry(*id)
+            .or_insert_with(|| {
+                let rec = inner.load(id, None)?;
+                rec.check_usable(&inner.arn(id))?;
+                Ok(rec.current_version)
+            })
+            .clone()
+    }
+
+    fn material(
+        &mut self,
+        id: &Uuid,
+        version: u32,
+    ) -> Result<Option<Zeroizing<[u8; 32]>>, KmsError> {
+        let inner = self.inner;
+        self.materials
+            .entry((*id, version))
+            .or_insert_with(|| inner.material(id, version))
+            .clone()
+    }
+
     /// Encrypts under the current material of an enabled key.
     fn encrypt(
-        &self,
+        &mut self,
         key_id: &str,
         pt: &[u8],
         ctx: &EncryptionContext,
     ) -> Result<Encrypted, KmsError> {
         let id = self.resolve(key_id)?;
-        let rec = self.load(&id, None)?;
-        let arn = self.arn(&id);
-        rec.check_usable(&arn)?;
-        let material = self.material(&id, rec.current_version)?.ok_or_else(|| {
+        let version = self.usable(&id)?;
+        let arn = self.inner.arn(&id);
+        let material = self.material(&id, version)?.ok_or_else(|| {
             KmsError::Internal(format!("current key material of {arn} is missing"))
         })?;
         let header = BlobHeader {
             key_id: id,
-            material_version: rec.current_version,
+            material_version: version,
         }
         .encode();
         let mut aad = header.to_vec();
@@ -926,7 +1005,7 @@ impl Inner {
     }
 
     fn decrypt(
-        &self,
+        &mut self,
         blob: &[u8],
         ctx: &EncryptionContext,
         key_id: Option<&str>,
@@ -939,9 +1018,7 @@ impl Inner {
                 ));
             }
         }
-        let rec = self.load(&h.key_id, None)?;
-        let arn = self.arn(&h.key_id);
-        rec.check_usable(&arn)?;
+        self.usable(&h.key_id)?;
         let invalid = || {
             KmsError::InvalidCiphertext(
                 "The ciphertext is invalid or does not match the encryption context".into(),
@@ -954,25 +1031,26 @@ impl Inner {
         aad.extend_from_slice(&canonical_context(ctx));
         let plaintext = wrap::open(&material, sealed, &aad).map_err(|_| invalid())?;
         Ok(Decrypted {
-            key_id: arn,
+            key_id: self.inner.arn(&h.key_id),
             plaintext,
         })
     }
 
-    fn generate_data_key(
-        &self,
-        key_id: &str,
-        ctx: &EncryptionContext,
-        n: usize,
-        with_plaintext: bool,
-    ) -> Result<GeneratedDataKey, KmsError> {
-        validate::data_key_bytes(n)?;
-        let mut dk = Zeroizing::new(vec![0u8; n]);
-        wrap::fill_random(&mut dk)?;
-        let enc = self.encrypt(key_id, &dk, ctx)?;
-        Ok(GeneratedDataKey {
+    /// ReEncrypt: decrypt then encrypt in memory, the plaintext zeroized on drop.
+    fn re_encrypt(
+        &mut self,
+        blob: &[u8],
+        source_ctx: &EncryptionContext,
+        source_key_id: Option<&str>,
+        destination_key_id: &str,
+        destination_ctx: &EncryptionContext,
+    ) -> Result<ReEncrypted, KmsError> {
+        validate::ciphertext(blob)?;
+        let src = self.decrypt(blob, source_ctx, source_key_id)?;
+        let enc = self.encrypt(destination_key_id, &src.plaintext, destination_ctx)?;
+        Ok(ReEncrypted {
+            source_key_id: src.key_id,
             key_id: enc.key_id,
-            plaintext: with_plaintext.then_some(dk),
             ciphertext_blob: enc.ciphertext_blob,
         })
     }
@@ -1087,7 +1165,7 @@ impl Kms for LocalKms {
         context: &EncryptionContext,
     ) -> Result<Encrypted, KmsError> {
         validate::plaintext(plaintext)?;
-        self.inner.encrypt(key_id, plaintext, context)
+        self.inner.lookups().encrypt(key_id, plaintext, context)
     }
 
     async fn decrypt(
@@ -1097,7 +1175,9 @@ impl Kms for LocalKms {
         key_id: Option<&str>,
     ) -> Result<Decrypted, KmsError> {
         validate::ciphertext(ciphertext_blob)?;
-        self.inner.decrypt(ciphertext_blob, context, key_id)
+        self.inner
+            .lookups()
+            .decrypt(ciphertext_blob, context, key_id)
     }
 
     async fn re_encrypt(
@@ -1108,18 +1188,37 @@ impl Kms for LocalKms {
         destination_key_id: &str,
         destination_context: &EncryptionContext,
     ) -> Result<ReEncrypted, KmsError> {
-        validate::ciphertext(ciphertext_blob)?;
-        let src = self
-            .inner
-            .decrypt(ciphertext_blob, source_context, source_key_id)?;
-        let enc = self
-            .inner
-            .encrypt(destination_key_id, &src.plaintext, destination_context)?;
-        Ok(ReEncrypted {
-            source_key_id: src.key_id,
-            key_id: enc.key_id,
-            ciphertext_blob: enc.ciphertext_blob,
+        self.inner.lookups().re_encrypt(
+            ciphertext_blob,
+            source_context,
+            source_key_id,
+            destination_key_id,
+            destination_context,
+        )
+    }
+
+    async fn re_encrypt_batch(
+        &self,
+        items: Vec<ReEncryptItem>,
+    ) -> Result<Vec<Result<ReEncrypted, KmsError>>, KmsError> {
+        validate::re_encrypt_batch(items.len())?;
+        // Up to a thousand unseals and seals: on the blocking pool, not an async worker.
+        self.blocking(move |i| {
+            let mut lookups = i.lookups();
+            Ok(items
+                .iter()
+                .map(|it| {
+                    lookups.re_encrypt(
+                        &it.ciphertext_blob,
+                        &it.source_context,
+                        it.source_key_id.as_deref(),
+                        &it.destination_key_id,
+                        &it.destination_context,
+                    )
+                })
+                .collect())
         })
+        .await
     }
 
     async fn generate_data_key(

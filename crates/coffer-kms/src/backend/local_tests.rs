@@ -334,3 +334,150 @@ fn config_validation() {
     assert!(LocalKms::open(dir.path(), root(1), "", ACCOUNT).is_err());
     assert!(LocalKms::open(dir.path(), root(1), "us east", ACCOUNT).is_err());
 }
+
+fn batch_item(blob: &[u8], ctx: &EncryptionContext, dst: &str) -> ReEncryptItem {
+    ReEncryptItem {
+        ciphertext_blob: blob.to_vec(),
+        source_context: ctx.clone(),
+        source_key_id: None,
+        destination_key_id: dst.to_owned(),
+        destination_context: ctx.clone(),
+    }
+}
+
+#[tokio::test]
+async fn re_encrypt_batch_items_fail_alone_and_match_single_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_700_000_000);
+    let kms = open_at(dir.path(), &clock);
+    let c = EncryptionContext::from([("aws:s3:arn".into(), "arn:aws:s3:::b/k".into())]);
+    let other = EncryptionContext::from([("aws:s3:arn".into(), "arn:aws:s3:::b/other".into())]);
+    let a = kms.create_key(CreateKeyRequest::default()).await.unwrap();
+    let disabled = kms.create_key(CreateKeyRequest::default()).await.unwrap();
+    let doomed = kms.create_key(CreateKeyRequest::default()).await.unwrap();
+    kms.create_alias("alias/batch-dest", &a.key_id)
+        .await
+        .unwrap();
+    let enc = |k: String, ctx: EncryptionContext| {
+        let kms = kms.clone();
+        async move {
+            kms.encrypt(&k, b"data key", &ctx)
+                .await
+                .unwrap()
+                .ciphertext_blob
+        }
+    };
+    let v1 = enc(a.key_id.clone(), c.clone()).await;
+    kms.rotate_key_on_demand(&a.key_id).await.unwrap();
+    let v2 = enc(a.key_id.clone(), other.clone()).await;
+    kms.rotate_key_on_demand(&a.key_id).await.unwrap();
+    let of_disabled = enc(disabled.key_id.clone(), c.clone()).await;
+    let of_doomed = enc(doomed.key_id.clone(), c.clone()).await;
+    kms.disable_key(&disabled.key_id).await.unwrap();
+    kms.schedule_key_deletion(&doomed.key_id, Some(7))
+        .await
+        .unwrap();
+    clock.advance(7 * DAY);
+    let mut corrupt = v1.clone();
+    *corrupt.last_mut().unwrap() ^= 1;
+
+    let items = vec![
+        batch_item(&v1, &c, &a.key_id),               // 0: v1 → current
+        batch_item(&v2, &other, "alias/batch-dest"),  // 1: v2 → current, by alias
+        batch_item(&v1, &other, &a.key_id),           // 2: wrong context
+        batch_item(&corrupt, &c, &a.arn),             // 3: tampered
+        batch_item(b"not a coffer blob", &c, &a.arn), // 4: foreign blob
+        batch_item(&[], &c, &a.arn),                  // 5: empty
+        batch_item(&of_disabled, &c, &a.key_id),      // 6: disabled source
+        batch_item(&v1, &c, &disabled.key_id),        // 7: disabled destination
+        batch_item(&of_doomed, &c, &a.key_id),        // 8: source past its deletion window
+        batch_item(&v1, &c, "alias/none"),            // 9: unknown destination alias
+        batch_item(&v2, &other, &disabled.arn),       // 10: disabled destination again
+        batch_item(&v1, &c, &a.arn),                  // 11: v1 again
+    ];
+    let res = kms.re_encrypt_batch(items.clone()).await.unwrap();
+    assert_eq!(res.len(), items.len());
+    for i in [0, 1, 11] {
+        let r = res[i].as_ref().unwrap_or_else(|e| panic!("item {i}: {e}"));
+        assert_eq!(
+            (r.source_key_id.as_str(), r.key_id.as_str()),
+            (&*a.arn, &*a.arn)
+        );
+        let h = ciphertext::material_of(&r.ciphertext_blob).unwrap();
+        assert_eq!(
+            h.material_version, 3,
+            "item {i} moves to the current material"
+        );
+        let ctx = &items[i].destination_context;
+        let d = kms.decrypt(&r.ciphertext_blob, ctx, None).await.unwrap();
+        assert_eq!(&d.plaintext[..], b"data key");
+    }
+    let expected = [
+        (2, "InvalidCiphertextException"),
+        (3, "InvalidCiphertextException"),
+        (4, "InvalidCiphertextException"),
+        (5, "ValidationException"),
+        (6, "DisabledException"),
+        (7, "DisabledException"),
+        (8, "NotFoundException"),
+        (9, "NotFoundException"),
+        (10, "DisabledException"),
+    ];
+    for (i, name) in expected {
+        assert_err(res[i].clone(), name, &format!("batch item {i}"));
+    }
+    // Each item fails exactly as its single ReEncrypt does (same exception and message).
+    for (i, it) in items.iter().enumerate() {
+        let single = kms
+            .re_encrypt(
+                &it.ciphertext_blob,
+                &it.source_context,
+                it.source_key_id.as_deref(),
+                &it.destination_key_id,
+                &it.destination_context,
+            )
+            .await;
+        match (&res[i], single) {
+            (Ok(_), Ok(_)) => {}
+            (Err(b), Err(s)) => {
+                assert_eq!(
+                    (b.aws_name(), b.message()),
+                    (s.aws_name(), s.message()),
+                    "item {i}"
+                )
+            }
+            (b, s) => panic!("item {i}: batch {:?}, single {:?}", b.is_ok(), s.is_ok()),
+        }
+    }
+    // The lookup of the doomed key deleted it, as a single call does.
+    assert_err(
+        kms.describe_key(&doomed.key_id).await,
+        "NotFoundException",
+        "key past its window",
+    );
+}
+
+#[tokio::test]
+async fn re_encrypt_batch_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let kms = LocalKms::open(dir.path(), root(1), REGION, ACCOUNT).unwrap();
+    let k = kms.create_key(CreateKeyRequest::default()).await.unwrap();
+    let c = EncryptionContext::new();
+    let blob = kms
+        .encrypt(&k.key_id, b"x", &c)
+        .await
+        .unwrap()
+        .ciphertext_blob;
+    let full = vec![batch_item(&blob, &c, &k.key_id); MAX_REENCRYPT_BATCH];
+    let res = kms.re_encrypt_batch(full.clone()).await.unwrap();
+    assert_eq!(res.len(), MAX_REENCRYPT_BATCH);
+    assert!(res.iter().all(Result::is_ok));
+    let mut over = full;
+    over.push(batch_item(&blob, &c, &k.key_id));
+    assert_err(
+        kms.re_encrypt_batch(over).await,
+        "ValidationException",
+        "more than MAX_REENCRYPT_BATCH items",
+    );
+    assert!(kms.re_encrypt_batch(Vec::new()).await.unwrap().is_empty());
+}

@@ -24,7 +24,7 @@
 //!   another key is `IncorrectKeyException`. The header is not AAD here; it is bound anyway:
 //!   another key ID or version selects other key material, which fails authentication.
 //! - ReEncrypt within one key and context is transit `rewrap`; otherwise decrypt + encrypt in
-//!   Coffer's memory (zeroized). GenerateDataKey of 16, 32 or 64 bytes is transit
+//!   Coffer's memory (zeroized); a ReEncrypt batch runs a few items at a time. GenerateDataKey of 16, 32 or 64 bytes is transit
 //!   `datakey/plaintext` (`datakey/wrapped` without plaintext); other sizes are random bytes
 //!   encrypted. GenerateRandom is transit `random`.
 //! - ScheduleKeyDeletion only marks the record; when the window has ended the key reads as not
@@ -65,6 +65,8 @@ const RECORD_V1: u32 = 1;
 const CAS_ATTEMPTS: usize = 16;
 /// Concurrent record reads while listing.
 const LIST_READ_CONCURRENCY: usize = 8;
+/// Items of a ReEncrypt batch in flight at once.
+const REENCRYPT_BATCH_CONCURRENCY: usize = 8;
 /// Data key sizes transit's `datakey` endpoint makes (in bytes; it takes bits).
 const DATAKEY_SIZES: [usize; 3] = [16, 32, 64];
 
@@ -1559,6 +1561,29 @@ impl Kms for TransitKms {
                 destination_context,
             )
             .await
+    }
+
+    async fn re_encrypt_batch(
+        &self,
+        items: Vec<ReEncryptItem>,
+    ) -> Result<Vec<Result<ReEncrypted, KmsError>>, KmsError> {
+        validate::re_encrypt_batch(items.len())?;
+        // Each item is a few HTTP calls to the server: several items in flight, results in order.
+        Ok(stream::iter(items)
+            .map(|it| async move {
+                Kms::re_encrypt(
+                    self,
+                    &it.ciphertext_blob,
+                    &it.source_context,
+                    it.source_key_id.as_deref(),
+                    &it.destination_key_id,
+                    &it.destination_context,
+                )
+                .await
+            })
+            .buffered(REENCRYPT_BATCH_CONCURRENCY)
+            .collect()
+            .await)
     }
 
     async fn generate_data_key(

@@ -18,8 +18,10 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status};
 use zeroize::Zeroizing;
 
-use super::convert::{count_to_pb, error_from_status};
+use super::convert::{batch_result_from_pb, count_to_pb, error_from_status};
+use super::MAX_MESSAGE_BYTES;
 use crate::kms::*;
+use crate::validate;
 use crate::KmsError;
 
 /// Settings of a [`GrpcKmsClient`].
@@ -95,7 +97,9 @@ impl GrpcKmsClient {
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true);
         Ok(GrpcKmsClient {
-            client: KmsClient::new(endpoint.connect_lazy()),
+            client: KmsClient::new(endpoint.connect_lazy())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
             cfg,
         })
     }
@@ -391,14 +395,36 @@ impl Kms for GrpcKmsClient {
             destination_key_id: destination_key_id.into(),
             destination_encryption_context: destination_context.clone(),
         };
-        let e = self
+        Ok(self
             .call(r, true, |mut c, r| async move { c.re_encrypt(r).await })
+            .await?
+            .into())
+    }
+
+    async fn re_encrypt_batch(
+        &self,
+        items: Vec<ReEncryptItem>,
+    ) -> Result<Vec<Result<ReEncrypted, KmsError>>, KmsError> {
+        // Refused here too, so an oversized batch costs no round trip.
+        validate::re_encrypt_batch(items.len())?;
+        let n = items.len();
+        let r = pb::ReEncryptBatchRequest {
+            items: items.iter().map(Into::into).collect(),
+        };
+        let resp = self
+            .call(
+                r,
+                true,
+                |mut c, r| async move { c.re_encrypt_batch(r).await },
+            )
             .await?;
-        Ok(ReEncrypted {
-            source_key_id: e.source_key_id,
-            key_id: e.key_id,
-            ciphertext_blob: e.ciphertext_blob,
-        })
+        if resp.results.len() != n {
+            return Err(KmsError::Internal(format!(
+                "ReEncryptBatch of {n} items answered with {} results",
+                resp.results.len()
+            )));
+        }
+        Ok(resp.results.into_iter().map(batch_result_from_pb).collect())
     }
 
     async fn generate_data_key(

@@ -8,9 +8,9 @@ use crate::KmsError;
 
 use super::ERROR_METADATA;
 
-/// A `KmsError` as a gRPC status: coarse code, AWS exception name in metadata, message.
-pub fn status_from_error(e: &KmsError) -> Status {
-    let code = match e {
+/// The coarse gRPC code a `KmsError` travels with.
+fn code_of(e: &KmsError) -> Code {
+    match e {
         KmsError::NotFound(_) => Code::NotFound,
         KmsError::Disabled(_) | KmsError::InvalidState(_) => Code::FailedPrecondition,
         KmsError::InvalidCiphertext(_)
@@ -21,8 +21,12 @@ pub fn status_from_error(e: &KmsError) -> Status {
         KmsError::AlreadyExists(_) => Code::AlreadyExists,
         KmsError::Internal(_) => Code::Internal,
         KmsError::Unavailable(_) => Code::Unavailable,
-    };
-    let mut st = Status::new(code, e.message().to_owned());
+    }
+}
+
+/// A `KmsError` as a gRPC status: coarse code, AWS exception name in metadata, message.
+pub fn status_from_error(e: &KmsError) -> Status {
+    let mut st = Status::new(code_of(e), e.message().to_owned());
     st.metadata_mut().insert(
         ERROR_METADATA,
         e.aws_name().parse().expect("ASCII exception name"),
@@ -34,24 +38,36 @@ pub fn status_from_error(e: &KmsError) -> Status {
 /// exception name) become `Unavailable` for Unavailable / DeadlineExceeded / Cancelled and
 /// `Internal` otherwise.
 pub fn error_from_status(st: &Status) -> KmsError {
-    if let Some(name) = st
+    let name = st
         .metadata()
         .get(ERROR_METADATA)
-        .and_then(|v| v.to_str().ok())
-    {
-        if let Some(e) = KmsError::from_aws_name(name, st.message()) {
-            return e;
-        }
+        .and_then(|v| v.to_str().ok());
+    error_from_parts(name, st.code(), st.message())
+}
+
+/// A failed item of a batch: the code, exception name and message its status would carry.
+pub fn item_error_to_pb(e: &KmsError) -> pb::ItemError {
+    pb::ItemError {
+        code: code_of(e) as i32,
+        exception: e.aws_name().to_owned(),
+        message: e.message().to_owned(),
     }
-    match st.code() {
+}
+
+/// A failed item back as its `KmsError`, as [`error_from_status`] rebuilds a failed call.
+pub fn item_error_from_pb(e: &pb::ItemError) -> KmsError {
+    error_from_parts(Some(&e.exception), Code::from(e.code), &e.message)
+}
+
+fn error_from_parts(name: Option<&str>, code: Code, message: &str) -> KmsError {
+    if let Some(e) = name.and_then(|n| KmsError::from_aws_name(n, message)) {
+        return e;
+    }
+    match code {
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
-            KmsError::Unavailable(format!("KMS unreachable: {}", st.message()))
+            KmsError::Unavailable(format!("KMS unreachable: {message}"))
         }
-        _ => KmsError::Internal(format!(
-            "KMS call failed: {:?}: {}",
-            st.code(),
-            st.message()
-        )),
+        _ => KmsError::Internal(format!("KMS call failed: {code:?}: {message}")),
     }
 }
 
@@ -215,6 +231,73 @@ impl From<pb::RotationStatus> for RotationStatus {
     }
 }
 
+impl From<&ReEncryptItem> for pb::ReEncryptRequest {
+    fn from(it: &ReEncryptItem) -> Self {
+        pb::ReEncryptRequest {
+            ciphertext_blob: it.ciphertext_blob.clone(),
+            source_encryption_context: it.source_context.clone(),
+            source_key_id: it.source_key_id.clone(),
+            destination_key_id: it.destination_key_id.clone(),
+            destination_encryption_context: it.destination_context.clone(),
+        }
+    }
+}
+
+impl From<pb::ReEncryptRequest> for ReEncryptItem {
+    fn from(r: pb::ReEncryptRequest) -> Self {
+        ReEncryptItem {
+            ciphertext_blob: r.ciphertext_blob,
+            source_context: r.source_encryption_context,
+            source_key_id: r.source_key_id,
+            destination_key_id: r.destination_key_id,
+            destination_context: r.destination_encryption_context,
+        }
+    }
+}
+
+impl From<ReEncrypted> for pb::ReEncryptResponse {
+    fn from(e: ReEncrypted) -> Self {
+        pb::ReEncryptResponse {
+            source_key_id: e.source_key_id,
+            key_id: e.key_id,
+            ciphertext_blob: e.ciphertext_blob,
+        }
+    }
+}
+
+impl From<pb::ReEncryptResponse> for ReEncrypted {
+    fn from(e: pb::ReEncryptResponse) -> Self {
+        ReEncrypted {
+            source_key_id: e.source_key_id,
+            key_id: e.key_id,
+            ciphertext_blob: e.ciphertext_blob,
+        }
+    }
+}
+
+/// One result of a batch in proto form.
+pub fn batch_result_to_pb(r: Result<ReEncrypted, KmsError>) -> pb::ReEncryptBatchResult {
+    use pb::re_encrypt_batch_result::Outcome as R;
+    pb::ReEncryptBatchResult {
+        outcome: Some(match r {
+            Ok(e) => R::Ok(e.into()),
+            Err(e) => R::Error(item_error_to_pb(&e)),
+        }),
+    }
+}
+
+/// One result of a batch back in domain form; a result with neither field is a server bug.
+pub fn batch_result_from_pb(r: pb::ReEncryptBatchResult) -> Result<ReEncrypted, KmsError> {
+    use pb::re_encrypt_batch_result::Outcome as R;
+    match r.outcome {
+        Some(R::Ok(e)) => Ok(e.into()),
+        Some(R::Error(e)) => Err(item_error_from_pb(&e)),
+        None => Err(KmsError::Internal(
+            "ReEncryptBatch result without outcome from the KMS".into(),
+        )),
+    }
+}
+
 /// A `usize` byte count as the proto's `uint32`, saturating (the server validates the bound).
 pub fn count_to_pb(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
@@ -240,6 +323,12 @@ mod tests {
             KmsError::Unavailable("k".into()),
         ] {
             let back = error_from_status(&status_from_error(&e));
+            assert_eq!(back.aws_name(), e.aws_name());
+            assert_eq!(back.message(), e.message());
+            // A batch item's error carries the same code, name and message as the status.
+            let item = item_error_to_pb(&e);
+            assert_eq!(item.code, status_from_error(&e).code() as i32);
+            let back = item_error_from_pb(&item);
             assert_eq!(back.aws_name(), e.aws_name());
             assert_eq!(back.message(), e.message());
         }

@@ -15,6 +15,10 @@ pub use service::{serve, KmsService};
 /// Metadata key carrying the AWS exception name of a failed call.
 pub const ERROR_METADATA: &str = "x-coffer-kms-error";
 
+/// Largest message either side sends or accepts: a full ReEncrypt batch of the largest blobs
+/// (1000 × 6 KiB, plus contexts) exceeds tonic's 4 MiB default.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -89,6 +93,105 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, crate::KmsError::NotFound(_)), "{e}");
         server.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn re_encrypt_batch_wire_format() {
+        use coffer_proto::kms as pb;
+        use coffer_proto::kms::kms_client::KmsClient;
+
+        let server = start(TcpListener::bind("127.0.0.1:0").await.unwrap()).await;
+        let c = client(server.addr, Duration::from_secs(5));
+        let k = c.create_key(Default::default()).await.unwrap();
+        let ctx = crate::EncryptionContext::from([("k".to_owned(), "v".to_owned())]);
+        let blob = c.encrypt(&k.key_id, b"dek", &ctx).await.unwrap();
+        let item = crate::ReEncryptItem {
+            ciphertext_blob: blob.ciphertext_blob,
+            source_context: ctx.clone(),
+            source_key_id: None,
+            destination_key_id: k.arn.clone(),
+            destination_context: ctx.clone(),
+        };
+        let mut wrong_ctx = item.clone();
+        wrong_ctx.source_context.clear();
+
+        // The raw rpc: one response for the whole batch, an outcome per item, and a failed
+        // item carries the code and exception name its single call's status would.
+        let mut raw = KmsClient::connect(format!("http://{}", server.addr))
+            .await
+            .unwrap();
+        let resp = raw
+            .re_encrypt_batch(pb::ReEncryptBatchRequest {
+                items: vec![(&item).into(), (&wrong_ctx).into()],
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        use pb::re_encrypt_batch_result::Outcome as R;
+        let [ok, err] = &resp.results[..] else {
+            panic!("two results expected, got {}", resp.results.len());
+        };
+        assert!(matches!(&ok.outcome, Some(R::Ok(r)) if r.key_id == k.arn));
+        let Some(R::Error(e)) = &err.outcome else {
+            panic!("item 1 must fail");
+        };
+        let single = raw
+            .re_encrypt(pb::ReEncryptRequest::from(&wrong_ctx))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, single.code() as i32);
+        assert_eq!(e.exception, "InvalidCiphertextException");
+        assert_eq!(e.message, single.message());
+        // The server refuses an oversized batch as a whole.
+        let over = raw
+            .re_encrypt_batch(pb::ReEncryptBatchRequest {
+                items: vec![(&item).into(); crate::MAX_REENCRYPT_BATCH + 1],
+            })
+            .await
+            .unwrap_err();
+        assert_err(
+            Err::<(), _>(convert::error_from_status(&over)),
+            "ValidationException",
+            "oversized batch at the server",
+        );
+
+        // The client rebuilds the variants.
+        let res = c.re_encrypt_batch(vec![item, wrong_ctx]).await.unwrap();
+        let plain = c
+            .decrypt(&res[0].as_ref().unwrap().ciphertext_blob, &ctx, None)
+            .await
+            .unwrap();
+        assert_eq!(&plain.plaintext[..], b"dek");
+        assert!(
+            matches!(res[1], Err(crate::KmsError::InvalidCiphertext(_))),
+            "{:?}",
+            res[1]
+        );
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn oversized_batch_is_refused_before_any_round_trip() {
+        // Nothing listens: a round trip would fail with Unavailable, not Validation.
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let c = client(addr, Duration::from_secs(2));
+        let item = crate::ReEncryptItem {
+            ciphertext_blob: vec![1],
+            source_context: Default::default(),
+            source_key_id: None,
+            destination_key_id: "alias/any".into(),
+            destination_context: Default::default(),
+        };
+        assert_err(
+            c.re_encrypt_batch(vec![item; crate::MAX_REENCRYPT_BATCH + 1])
+                .await,
+            "ValidationException",
+            "oversized batch",
+        );
     }
 
     #[tokio::test]

@@ -10,7 +10,8 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 use zeroize::Zeroize;
 
-use super::convert::{count_to_pb, status_from_error};
+use super::convert::{batch_result_to_pb, count_to_pb, status_from_error};
+use super::MAX_MESSAGE_BYTES;
 use crate::{Kms, KmsError};
 
 /// Serves a [`Kms`] over gRPC.
@@ -28,6 +29,8 @@ impl KmsService {
     /// The tonic service, to add to a `tonic::transport::Server`.
     pub fn into_server(self) -> KmsServer<KmsService> {
         KmsServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 }
 
@@ -311,10 +314,17 @@ impl KmsRpc for KmsService {
             )
             .await
             .map_err(st)?;
-        Ok(Response::new(pb::ReEncryptResponse {
-            source_key_id: e.source_key_id,
-            key_id: e.key_id,
-            ciphertext_blob: e.ciphertext_blob,
+        Ok(Response::new(e.into()))
+    }
+
+    async fn re_encrypt_batch(
+        &self,
+        r: Request<pb::ReEncryptBatchRequest>,
+    ) -> Result<Response<pb::ReEncryptBatchResponse>, Status> {
+        let items = r.into_inner().items.into_iter().map(Into::into).collect();
+        let results = self.kms.re_encrypt_batch(items).await.map_err(st)?;
+        Ok(Response::new(pb::ReEncryptBatchResponse {
+            results: results.into_iter().map(batch_result_to_pb).collect(),
         }))
     }
 

@@ -147,3 +147,56 @@ pub async fn get_mib_per_s(
     .await;
     mib_per_s(n * size as u64, elapsed)
 }
+
+/// `name` from the environment as a number, else `default`.
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs `op(i)` for every `i` in `0..n` on `clients` concurrent tasks (each takes the next
+/// index when it is free); returns the wall time.
+pub async fn run_all<F, Fut>(n: usize, clients: usize, op: F) -> Duration
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = std::sync::Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (op, next) = (op.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                op(i).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    start.elapsed()
+}
+
+/// The classic re-encryption of one object: CopyObject onto itself under the SSE-KMS key
+/// `key_arn`, metadata kept.
+pub async fn copy_onto_itself(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, key_arn: &str) {
+    use aws_sdk_s3::types::{MetadataDirective, ServerSideEncryption};
+    s3.copy_object()
+        .bucket(bucket)
+        .key(key)
+        .copy_source(format!("{bucket}/{key}"))
+        .metadata_directive(MetadataDirective::Copy)
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .ssekms_key_id(key_arn)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CopyObject {bucket}/{key}: {e:?}"));
+}

@@ -7,26 +7,16 @@
 //! Run: `cargo build --release --workspace --bins --benches && COFFER_BIN=$CARGO_TARGET_DIR/release/coffer cargo bench --workspace --bench rewrap`
 //! (`COFFER_BENCH_ITERS` rewraps per size, default 200; `COFFER_BENCH_OBJECTS` objects per bucket, default 32).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{
-    MetadataDirective, ObjectEncryption, ServerSideEncryption, SsekmsEncryption,
-};
+use aws_sdk_s3::types::{ObjectEncryption, ServerSideEncryption, SsekmsEncryption};
 use aws_sdk_s3::Client;
-use coffer_benches::print_table;
+use coffer_benches::{copy_onto_itself, env_usize, print_table, run_all};
 use coffer_tests::{body_of, Coffer};
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
 
 fn size_label(size: usize) -> String {
     match size {
@@ -60,19 +50,6 @@ async fn rewrap(s3: &Client, bucket: &str, key: &str, key_arn: &str) {
         .expect("UpdateObjectEncryption");
 }
 
-async fn copy_onto_itself(s3: &Client, bucket: &str, key: &str, key_arn: &str) {
-    s3.copy_object()
-        .bucket(bucket)
-        .key(key)
-        .copy_source(format!("{bucket}/{key}"))
-        .metadata_directive(MetadataDirective::Copy)
-        .server_side_encryption(ServerSideEncryption::AwsKms)
-        .ssekms_key_id(key_arn)
-        .send()
-        .await
-        .expect("CopyObject");
-}
-
 async fn put(s3: &Client, bucket: &str, key: &str, body: bytes::Bytes) {
     s3.put_object()
         .bucket(bucket)
@@ -81,34 +58,6 @@ async fn put(s3: &Client, bucket: &str, key: &str, body: bytes::Bytes) {
         .send()
         .await
         .expect("PutObject");
-}
-
-/// Runs `op(i)` for i in 0..n on `clients` concurrent tasks; returns the wall time.
-async fn run_all<F, Fut>(n: usize, clients: usize, op: F) -> Duration
-where
-    F: Fn(usize) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let op = op.clone();
-        let next = next.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= n {
-                    break;
-                }
-                op(i).await;
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.expect("task");
-    }
-    start.elapsed()
 }
 
 fn main() {

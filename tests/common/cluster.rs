@@ -1,8 +1,8 @@
 //! A whole cluster of split roles for fault tests: three `coffer meta` members (one Raft group)
-//! on reserved loopback ports, `coffer kms`, `coffer blob` and one `coffer gateway`, each a
-//! real process. Members can be killed (SIGKILL), frozen (SIGSTOP), thawed (SIGCONT) and
-//! restarted on the same data directory and port; `coffer admin cluster` reads the group's
-//! status and the members' state digests.
+//! on reserved loopback ports, `coffer kms`, `coffer blob` and one or more `coffer gateway`s,
+//! each a real process. Members can be killed (SIGKILL), frozen (SIGSTOP), thawed (SIGCONT) and
+//! restarted on the same data directory and port; gateways can be killed and restarted (on new
+//! ports); `coffer admin cluster` reads the group's status and the members' state digests.
 //!
 //! Every method blocks (processes are spawned and waited for): from an async test call them
 //! inside `tokio::task::block_in_place`.
@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::{coffer_bin, os_args, s3_client, Process, ACCESS_KEY, SECRET_KEY};
+
+/// The blob node's data directory, in the cluster's directory.
+const BLOB_DATA: &str = "blob-data";
 
 /// How long a `coffer admin cluster` command may take before the harness gives up on it.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -58,6 +61,10 @@ pub struct ClusterOptions {
     pub snapshot_logs: u64,
     /// `coffer meta --snapshot-keep-logs`: entries kept in the log before the last snapshot.
     pub snapshot_keep_logs: u64,
+    /// How many gateways to start (at least one).
+    pub gateways: usize,
+    /// Extra environment of every gateway (e.g. `COFFER_JOBS_*` tuning of the job runner).
+    pub gateway_env: Vec<(String, String)>,
 }
 
 impl Default for ClusterOptions {
@@ -65,6 +72,8 @@ impl Default for ClusterOptions {
         Self {
             snapshot_logs: 200,
             snapshot_keep_logs: 100,
+            gateways: 1,
+            gateway_env: Vec::new(),
         }
     }
 }
@@ -96,6 +105,20 @@ impl Member {
         p.ready["pid"]
             .as_u64()
             .unwrap_or_else(|| panic!("meta member {}: no pid in {:?}", self.id, p.ready))
+    }
+}
+
+/// One `coffer gateway`; a restart gets new ports.
+pub struct Gateway {
+    process: Option<Process>,
+    generation: u32,
+}
+
+impl Gateway {
+    fn running(&self, index: usize) -> &Process {
+        self.process
+            .as_ref()
+            .unwrap_or_else(|| panic!("gateway {index} is not running"))
     }
 }
 
@@ -131,8 +154,8 @@ pub struct MemberStatus {
     pub raw: Value,
 }
 
-/// The three meta members, KMS, blob store and a gateway, in one temporary directory that is
-/// kept (and printed) when the test panics.
+/// The three meta members, KMS, blob store and the gateways, in one temporary directory that
+/// is kept (and printed) when the test panics.
 pub struct Cluster {
     /// The meta members, `members[i].id == i + 1`.
     pub members: Vec<Member>,
@@ -140,8 +163,8 @@ pub struct Cluster {
     pub kms: Process,
     /// `coffer blob`.
     pub blob: Process,
-    /// `coffer gateway`.
-    pub gateway: Process,
+    /// The `coffer gateway`s (`ClusterOptions::gateways` of them).
+    pub gateways: Vec<Gateway>,
     /// ARN of the KMS's `alias/coffer-default` key.
     pub default_key_arn: String,
     /// Directory holding every process's data and logs.
@@ -188,45 +211,99 @@ impl Cluster {
             &os_args(&[
                 "blob",
                 "--data-dir",
-                &dir.join("blob-data").to_string_lossy(),
+                &dir.join(BLOB_DATA).to_string_lossy(),
                 "--listen",
                 "127.0.0.1:0",
             ]),
         );
-        let meta_addrs = members
-            .iter()
-            .map(|m| m.addr.clone())
-            .collect::<Vec<_>>()
-            .join(",");
-        let gateway = Process::start(
-            &dir,
-            "gateway",
-            &os_args(&[
-                "gateway",
-                "--meta",
-                &meta_addrs,
-                "--kms",
-                &format!("http://{}", kms.ready_str("grpc")),
-                "--blob",
-                &format!("http://{}", blob.ready_str("listen")),
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ]),
-        );
-        let cluster = Cluster {
+        let gateways = (0..options.gateways.max(1))
+            .map(|_| Gateway {
+                process: None,
+                generation: 0,
+            })
+            .collect();
+        let mut cluster = Cluster {
             members,
             kms,
             blob,
-            gateway,
+            gateways,
             default_key_arn,
             dir,
             options,
             tmp: Some(tmp),
         };
+        for i in 0..cluster.gateways.len() {
+            cluster.start_gateway(i);
+        }
         cluster.wait_leader(Duration::from_secs(30));
         cluster
+    }
+
+    /// Starts gateway `index` (log tag `gateway-<index>-<generation>`) on new ports.
+    fn start_gateway(&mut self, index: usize) {
+        let args = os_args(&[
+            "gateway",
+            "--meta",
+            &self.meta_addrs(),
+            "--kms",
+            &format!("http://{}", self.kms.ready_str("grpc")),
+            "--blob",
+            &format!("http://{}", self.blob.ready_str("listen")),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ]);
+        let g = &self.gateways[index];
+        assert!(g.process.is_none(), "gateway {index} is still running");
+        let tag = format!("gateway-{index}-{}", g.generation);
+        let p = Process::start_with_env(&self.dir, &tag, &args, &self.options.gateway_env);
+        self.gateways[index].process = Some(p);
+    }
+
+    /// SIGKILLs gateway `index` and waits for it to exit.
+    pub fn kill_gateway(&mut self, index: usize) {
+        let mut p = self.gateways[index]
+            .process
+            .take()
+            .unwrap_or_else(|| panic!("gateway {index} is not running"));
+        p.kill_with(9);
+    }
+
+    /// Starts a killed gateway again (new ports: read them with [`Cluster::gateway_endpoint`]).
+    pub fn restart_gateway(&mut self, index: usize) {
+        self.gateways[index].generation += 1;
+        self.start_gateway(index);
+    }
+
+    /// Whether gateway `index` runs.
+    pub fn gateway_running(&self, index: usize) -> bool {
+        self.gateways[index].process.is_some()
+    }
+
+    /// Gateway `index`'s S3 endpoint URL.
+    pub fn gateway_endpoint(&self, index: usize) -> String {
+        let p = self.gateways[index].running(index);
+        format!("http://{}", p.ready_str("s3"))
+    }
+
+    /// Gateway `index`'s admin listener (`host:port`).
+    pub fn gateway_admin(&self, index: usize) -> String {
+        self.gateways[index].running(index).ready_str("admin")
+    }
+
+    /// The stderr log of gateway `index`'s current (or last) process, without terminal colours.
+    pub fn gateway_log(&self, index: usize) -> String {
+        let g = &self.gateways[index];
+        let path = self
+            .dir
+            .join(format!("stderr-gateway-{index}-{}.log", g.generation));
+        strip_ansi(&std::fs::read_to_string(&path).unwrap_or_default())
+    }
+
+    /// The blob node's data directory.
+    pub fn blob_data_dir(&self) -> PathBuf {
+        self.dir.join(BLOB_DATA)
     }
 
     /// `host:port,host:port,host:port` of the meta members.
@@ -235,12 +312,12 @@ impl Cluster {
         addrs.join(",")
     }
 
-    /// The gateway's S3 endpoint URL.
+    /// The (first) gateway's S3 endpoint URL.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.gateway.ready_str("s3"))
+        self.gateway_endpoint(0)
     }
 
-    /// An aws-sdk-s3 client (path-style, the SDK's default retries) for the gateway.
+    /// An aws-sdk-s3 client (path-style, the SDK's default retries) for the first gateway.
     pub async fn s3(&self) -> aws_sdk_s3::Client {
         s3_client(&self.endpoint(), true).await
     }

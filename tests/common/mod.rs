@@ -159,6 +159,16 @@ fn spawn(dir: &Path, generation: u32, extra_args: &[String]) -> (Child, ReadyInf
 /// output in `<dir>/stdout-<tag>.log` and `<dir>/stderr-<tag>.log`, and waits (60 s deadline)
 /// until the ready file holds JSON. Panics with the stderr log if the process exits first.
 pub fn spawn_ready(dir: &Path, tag: &str, args: &[OsString]) -> (Child, serde_json::Value) {
+    spawn_ready_with_env(dir, tag, args, &[])
+}
+
+/// [`spawn_ready`] with extra environment variables (e.g. `COFFER_JOBS_*` tuning).
+pub fn spawn_ready_with_env(
+    dir: &Path,
+    tag: &str,
+    args: &[OsString],
+    env: &[(String, String)],
+) -> (Child, serde_json::Value) {
     let ready_file = dir.join(format!("ready-{tag}.json"));
     let _ = std::fs::remove_file(&ready_file);
     let stderr_path = dir.join(format!("stderr-{tag}.log"));
@@ -171,6 +181,7 @@ pub fn spawn_ready(dir: &Path, tag: &str, args: &[OsString]) -> (Child, serde_js
         .env("COFFER_ACCESS_KEY_ID", ACCESS_KEY)
         .env("COFFER_SECRET_ACCESS_KEY", SECRET_KEY)
         .env("COFFER_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)
@@ -205,7 +216,17 @@ pub struct Process {
 impl Process {
     /// Starts `coffer <args>` (see [`spawn_ready`]).
     pub fn start(dir: &Path, tag: &str, args: &[OsString]) -> Process {
-        let (child, ready) = spawn_ready(dir, tag, args);
+        Process::start_with_env(dir, tag, args, &[])
+    }
+
+    /// Starts `coffer <args>` with extra environment variables (see [`spawn_ready_with_env`]).
+    pub fn start_with_env(
+        dir: &Path,
+        tag: &str,
+        args: &[OsString],
+        env: &[(String, String)],
+    ) -> Process {
+        let (child, ready) = spawn_ready_with_env(dir, tag, args, env);
         Process {
             child: Some(child),
             ready,

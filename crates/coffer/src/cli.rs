@@ -188,6 +188,20 @@ pub struct BlobArgs {
     /// given. Port 0 picks a free port.
     #[arg(long, env = "COFFER_BLOB_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
+    /// Copies of each blob (R, as the gateways' `--replicas`): re-replication copies a blob to
+    /// the alive nodes among its top R that lack it.
+    #[arg(long, default_value_t = 3, env = "COFFER_BLOB_REPLICAS")]
+    pub replicas: usize,
+    /// Seconds from the end of one scrub pass (every blob's checksums verified) to the start
+    /// of the next; 0 turns the scrub off.
+    #[arg(long, default_value_t = 86_400, env = "COFFER_BLOB_SCRUB_INTERVAL_SECS")]
+    pub scrub_interval_secs: u64,
+    /// Bytes per second the scrub reads at most; 0 for no bound.
+    #[arg(long, default_value_t = 32 << 20, env = "COFFER_BLOB_SCRUB_BYTES_PER_SEC")]
+    pub scrub_bytes_per_sec: u64,
+    /// Seconds between re-replication passes (needs `--meta`); 0 turns them off.
+    #[arg(long, default_value_t = 600, env = "COFFER_BLOB_REREPLICATE_INTERVAL_SECS")]
+    pub rereplicate_interval_secs: u64,
 }
 
 /// `coffer gateway`.

@@ -5,6 +5,11 @@
 //! With `--meta`, the node registers in the metadata group and heartbeats every
 //! [`HEARTBEAT_INTERVAL`]; gateways started without `--blob` take their node list from there.
 //!
+//! In the background the node scrubs its blobs, and with `--meta` re-replicates the blobs
+//! whose placement nodes lack them (`coffer_blob::repair`; the peers and their liveness come
+//! from the registry below). The counters are on `/metrics`. The orphan sweep is not started:
+//! it needs a read of blob references from the metadata group, which does not exist yet.
+//!
 //! # The registry in meta (config entries, JSON)
 //! - `cluster/blob-nodes/<id>`: `{"id", "addr", "last_heartbeat_ms"}`, rewritten by each
 //!   heartbeat.
@@ -14,16 +19,22 @@
 //!   each heartbeat re-adds its own id when it is missing, so the list converges within one
 //!   interval. Ids are never removed (decommissioning a node is not implemented yet).
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use coffer_blob::grpc::{GrpcBlobConfig, GrpcBlobStore};
 use coffer_blob::local::LocalBlobStore;
+use coffer_blob::repair::{Cluster, ClusterFuture, PeerNode, Repair, RepairConfig, RepairStats};
+use coffer_blob::BlobId;
 use coffer_meta::{Command, GrpcMetaClient, GrpcMetaConfig, MetaClient, MetaError};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
@@ -39,6 +50,11 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
 /// The config entry listing the registered blob node ids.
 pub const BLOB_NODES_CONFIG: &str = "cluster/blob-nodes";
+/// A registered node counts as alive while its last heartbeat is at most this old (in
+/// `coffer admin cluster status`, and for re-replication).
+pub const ALIVE_WITHIN_MS: u64 = 3 * HEARTBEAT_INTERVAL.as_millis() as u64 + 1_000;
+/// Deadline of one call to a peer during repair work (another peer is tried next).
+const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A blob node's entry in meta.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -138,6 +154,66 @@ async fn heartbeat_loop(meta: Arc<dyn MetaClient>, id: String, addr: String) {
     }
 }
 
+/// The cluster as the repair work sees it: the registered nodes, and references from meta.
+struct MetaCluster {
+    meta: Arc<dyn MetaClient>,
+    /// Clients of the registered nodes by id, kept while a node's address stays the same.
+    clients: Mutex<HashMap<String, (String, Arc<GrpcBlobStore>)>>,
+}
+
+impl Cluster for MetaCluster {
+    fn nodes(&self) -> ClusterFuture<'_, Vec<PeerNode>> {
+        Box::pin(async move {
+            let records = registered_nodes(self.meta.as_ref())
+                .await
+                .map_err(|e| format!("reading the blob nodes in meta: {e}"))?;
+            let now = now_ms();
+            let mut clients = self.clients.lock().expect("poisoned");
+            let mut nodes = Vec::with_capacity(records.len());
+            for r in records {
+                let store = match clients.get(&r.id) {
+                    Some((addr, c)) if *addr == r.addr => c.clone(),
+                    _ => {
+                        let cfg = GrpcBlobConfig {
+                            endpoint: r.addr.clone(),
+                            call_timeout: PEER_CALL_TIMEOUT,
+                            ..Default::default()
+                        };
+                        match GrpcBlobStore::connect_lazy(cfg) {
+                            Ok(c) => {
+                                let c = Arc::new(c);
+                                clients.insert(r.id.clone(), (r.addr.clone(), c.clone()));
+                                c
+                            }
+                            Err(e) => {
+                                tracing::warn!(id = %r.id, addr = %r.addr, error = %e, "skipping a registered blob node");
+                                continue;
+                            }
+                        }
+                    }
+                };
+                nodes.push(PeerNode {
+                    alive: now.saturating_sub(r.last_heartbeat_ms) <= ALIVE_WITHIN_MS,
+                    id: r.id,
+                    store,
+                });
+            }
+            Ok(nodes)
+        })
+    }
+
+    /// The metadata group has no read of blob references yet: re-replication copies every
+    /// blob it cannot ask about, and the orphan sweep is not started.
+    fn referenced<'a>(&'a self, ids: &'a [BlobId]) -> ClusterFuture<'a, Vec<bool>> {
+        Box::pin(async move {
+            Err(format!(
+                "the metadata group offers no blob reference read ({} blobs asked about)",
+                ids.len()
+            ))
+        })
+    }
+}
+
 /// A comma-separated option's values, trimmed, empty ones dropped.
 pub fn address_list(values: &[String]) -> Vec<String> {
     values
@@ -178,6 +254,14 @@ struct BlobHealth {
     /// A client of this node's own gRPC listener.
     own: GrpcBlobStore,
     probes: AtomicU64,
+    /// The counters of the scrub and re-replication.
+    repair: Arc<RepairStats>,
+}
+
+/// The `result` label of the scrub's block counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScrubLabels {
+    result: &'static str,
 }
 
 impl BlobHealth {
@@ -241,6 +325,53 @@ impl Probe for BlobHealth {
             );
             page.counter("deletes", "Blobs deleted since the node started", s.deletes);
         }
+        let r = &self.repair;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let chunks = Family::<ScrubLabels, Counter>::default();
+        for (result, c) in [
+            ("ok", &r.scrub_chunks_ok),
+            ("bad", &r.scrub_chunks_bad),
+            ("unverified", &r.scrub_chunks_unverified),
+        ] {
+            chunks.get_or_create(&ScrubLabels { result }).inc_by(get(c));
+        }
+        page.metric(
+            "scrub_chunks",
+            "Blocks the scrub checked against their checksums (unverified: a blob without \
+             checksums no replica confirmed)",
+            chunks,
+        );
+        for (name, help, c) in [
+            ("scrub_blobs", "Blobs scrubbed", &r.scrub_blobs),
+            (
+                "scrub_repaired",
+                "Blobs repaired from a replica (damaged blocks or a lost file)",
+                &r.scrub_repaired,
+            ),
+            (
+                "scrub_repair_failed",
+                "Repairs that found no good copy",
+                &r.scrub_repair_failed,
+            ),
+            ("scrub_passes", "Scrub passes completed", &r.scrub_passes),
+            (
+                "rereplicated",
+                "Blob copies made to placement nodes that lacked them",
+                &r.rereplicated,
+            ),
+            (
+                "rereplicate_failed",
+                "Blob copies that failed",
+                &r.rereplicate_failed,
+            ),
+            (
+                "rereplicate_passes",
+                "Re-replication passes completed",
+                &r.rereplicate_passes,
+            ),
+        ] {
+            page.counter(name, help, get(c));
+        }
         page.render()
     }
 }
@@ -295,6 +426,9 @@ pub async fn run(args: BlobArgs) -> Result<(), CmdError> {
         }
         Some((id, meta))
     };
+    if args.replicas == 0 {
+        return Err("--replicas must be at least 1".into());
+    }
     std::fs::create_dir_all(&args.data_dir)?;
     let data = args.data_dir.canonicalize()?;
     // Removes the temp files of writes a crash interrupted.
@@ -302,6 +436,29 @@ pub async fn run(args: BlobArgs) -> Result<(), CmdError> {
     let listener = TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     let admin_listener = health::bind(args.admin_listen).await?;
+
+    let repair = Arc::new(Repair::new(
+        store.clone(),
+        registry.as_ref().map(|(_, meta)| {
+            Arc::new(MetaCluster {
+                meta: meta.clone(),
+                clients: Mutex::new(HashMap::new()),
+            }) as Arc<dyn Cluster>
+        }),
+        RepairConfig {
+            node_id: registry
+                .as_ref()
+                .map(|(id, _)| id.clone())
+                .unwrap_or_default(),
+            replicas: args.replicas,
+            scrub_interval: Duration::from_secs(args.scrub_interval_secs),
+            scrub_bytes_per_sec: args.scrub_bytes_per_sec,
+            rereplicate_interval: Duration::from_secs(args.rereplicate_interval_secs),
+            orphan_interval: Duration::ZERO,
+            ..Default::default()
+        },
+    ));
+    let repair_stats = repair.stats();
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(coffer_blob::grpc::serve(store, listener, stopped(stop_rx)));
@@ -317,6 +474,7 @@ pub async fn run(args: BlobArgs) -> Result<(), CmdError> {
             data: data.clone(),
             own,
             probes: AtomicU64::new(0),
+            repair: repair_stats,
         },
     )?;
 
@@ -344,6 +502,9 @@ pub async fn run(args: BlobArgs) -> Result<(), CmdError> {
         );
         tokio::spawn(heartbeat_loop(meta, id, advertise));
     }
+    // The repair loops stop with the process; work cut short keeps only temp files, which
+    // the next start removes.
+    let _repair_tasks = repair.spawn();
     if let Some(path) = &args.ready_file {
         let r = Ready {
             listen: addr.to_string(),

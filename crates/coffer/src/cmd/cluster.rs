@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::admin::{render, Output};
+use super::blob::ALIVE_WITHIN_MS;
 use super::CmdError;
 use crate::cli::{ClusterArgs, ClusterCommand};
 
@@ -113,8 +114,6 @@ async fn changed(
     ))
 }
 
-/// A registered node counts as alive while its last heartbeat is at most this old.
-const ALIVE_WITHIN_MS: u64 = 3 * super::blob::HEARTBEAT_INTERVAL.as_millis() as u64 + 1_000;
 
 /// The blob nodes registered in the metadata group at `meta`, for `coffer admin cluster
 /// status`: id, address, heartbeat age, and whether the node answers a Stat from here. Bounded

@@ -9,12 +9,12 @@
 //!    on a bucket of N objects written with Bucket Keys versus one written without.
 //!
 //! Run: `cargo build --release --workspace --bins --benches && COFFER_BIN=$CARGO_TARGET_DIR/release/coffer cargo bench --workspace --bench reencrypt`
-//! Objects: `COFFER_BENCH_OBJECTS_SMALL` of 4 KiB (default 2000), `COFFER_BENCH_OBJECTS_LARGE`
-//! of 1 MiB (default 500), `COFFER_BENCH_COPY_OBJECTS` of them copied onto themselves (default
+//! Objects: `COFFER_BENCH_OBJECTS_SMALL` of 4 KiB (default 10000), `COFFER_BENCH_OBJECTS_LARGE`
+//! of 1 MiB (default 2000), `COFFER_BENCH_COPY_OBJECTS` of them copied onto themselves (default
 //! 300: its rate is per object), `COFFER_BENCH_OBJECTS_ROTATE` of 4 KiB per rotation bucket
-//! (default 2000). The server's job runner gets `COFFER_JOBS_PAGE_SIZE` 500,
+//! (default 5000). The server's job runner gets `COFFER_JOBS_PAGE_SIZE` 500,
 //! `COFFER_JOBS_CONCURRENCY` 32 and `COFFER_JOBS_POLL_MS` 100 unless they are set. Everything
-//! stays in the temp dir until the end: about 2 x LARGE MiB for the 1 MiB bucket.
+//! stays in the temp dir until the end: about LARGE + COPY MiB for the 1 MiB bucket.
 
 use std::time::{Duration, Instant};
 
@@ -256,10 +256,10 @@ fn per_s(n: usize, d: Duration) -> f64 {
 }
 
 fn main() {
-    let small = env_usize("COFFER_BENCH_OBJECTS_SMALL", 2000).max(1);
-    let large = env_usize("COFFER_BENCH_OBJECTS_LARGE", 500).max(1);
+    let small = env_usize("COFFER_BENCH_OBJECTS_SMALL", 10_000).max(1);
+    let large = env_usize("COFFER_BENCH_OBJECTS_LARGE", 2000).max(1);
     let copies = env_usize("COFFER_BENCH_COPY_OBJECTS", 300).max(1);
-    let rotate_n = env_usize("COFFER_BENCH_OBJECTS_ROTATE", 2000).max(1);
+    let rotate_n = env_usize("COFFER_BENCH_OBJECTS_ROTATE", 5000).max(1);
     // The server inherits the runner settings; set before any other thread exists.
     let runner: Vec<String> = RUNNER_ENV
         .iter()

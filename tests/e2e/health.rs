@@ -84,7 +84,7 @@ fn samples(text: &str) -> BTreeMap<String, f64> {
 }
 
 /// `GET /metrics` of `admin`, parsed; panics unless it is 200 with a Prometheus content type.
-fn metrics(admin: &str) -> BTreeMap<String, f64> {
+pub(crate) fn metrics(admin: &str) -> BTreeMap<String, f64> {
     let (status, body) = get(admin, "/metrics");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("# TYPE "), "{body}");

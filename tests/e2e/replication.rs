@@ -16,46 +16,52 @@ use coffer_tests::{
 };
 
 /// A `coffer blob` node registered in meta, restartable on its address and data directory.
-struct BlobNode {
-    id: String,
-    addr: String,
-    data: PathBuf,
-    proc: Option<Process>,
+pub(crate) struct BlobNode {
+    pub(crate) id: String,
+    pub(crate) addr: String,
+    pub(crate) data: PathBuf,
+    pub(crate) proc: Option<Process>,
+    /// More options, kept across restarts.
+    extra: Vec<String>,
 }
 
 impl BlobNode {
     fn start(dir: &Path, id: &str, meta: &str) -> BlobNode {
+        BlobNode::start_with(dir, id, meta, &[])
+    }
+
+    /// Starts a node with more options than the registration.
+    pub(crate) fn start_with(dir: &Path, id: &str, meta: &str, extra: &[&str]) -> BlobNode {
         let mut n = BlobNode {
             id: id.to_owned(),
             addr: reserve_port(),
             data: dir.join(format!("{id}-data")),
             proc: None,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         n.up(dir, meta);
         n
     }
 
-    fn up(&mut self, dir: &Path, meta: &str) {
-        let p = Process::start(
-            dir,
+    pub(crate) fn up(&mut self, dir: &Path, meta: &str) {
+        let mut args = os_args(&[
+            "blob",
+            "--data-dir",
+            self.data.to_str().unwrap(),
+            "--listen",
+            &self.addr,
+            "--meta",
+            meta,
+            "--id",
             &self.id,
-            &os_args(&[
-                "blob",
-                "--data-dir",
-                self.data.to_str().unwrap(),
-                "--listen",
-                &self.addr,
-                "--meta",
-                meta,
-                "--id",
-                &self.id,
-            ]),
-        );
+        ]);
+        args.extend(self.extra.iter().map(Into::into));
+        let p = Process::start(dir, &self.id, &args);
         assert_eq!(p.ready_str("listen"), self.addr);
         self.proc = Some(p);
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         self.proc.take().expect("running").kill_with(9);
     }
 
@@ -70,7 +76,8 @@ impl BlobNode {
                             if path.is_dir() {
                                 walk(&path)
                             } else {
-                                1
+                                // Not the checksum sidecars.
+                                usize::from(path.extension().is_none_or(|e| e != "sum"))
                             }
                         })
                         .sum()
@@ -87,7 +94,7 @@ impl BlobNode {
 }
 
 /// Waits until the gateway's log says it knows all of `ids` from meta.
-fn wait_for_nodes(dir: &Path, tag: &str, ids: &[&str]) {
+pub(crate) fn wait_for_nodes(dir: &Path, tag: &str, ids: &[&str]) {
     let log = dir.join(format!("stderr-{tag}.log"));
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
@@ -132,7 +139,7 @@ fn blob_status(meta: &str) -> std::collections::BTreeMap<String, (bool, bool)> {
         .collect()
 }
 
-async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &[u8]) {
+pub(crate) async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &[u8]) {
     s3.put_object()
         .bucket(bucket)
         .key(key)
@@ -140,6 +147,29 @@ async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &[u8]) {
         .send()
         .await
         .unwrap_or_else(|e| panic!("PUT {key}: {e:?}"));
+}
+
+/// A gateway (tag `gw`) taking its blob nodes from meta, R=3 W=2.
+pub(crate) fn start_gateway(dir: &Path, meta_addr: &str, kms: &Process) -> Process {
+    Process::start(
+        dir,
+        "gw",
+        &os_args(&[
+            "gateway",
+            "--meta",
+            meta_addr,
+            "--kms",
+            &format!("http://{}", kms.ready_str("grpc")),
+            "--replicas",
+            "3",
+            "--write-quorum",
+            "2",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ]),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,25 +187,7 @@ async fn three_replicas_survive_node_failures() {
         .iter()
         .map(|id| BlobNode::start(dir, id, &meta_addr))
         .collect();
-    let gw = Process::start(
-        dir,
-        "gw",
-        &os_args(&[
-            "gateway",
-            "--meta",
-            &meta_addr,
-            "--kms",
-            &format!("http://{}", kms.ready_str("grpc")),
-            "--replicas",
-            "3",
-            "--write-quorum",
-            "2",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ]),
-    );
+    let gw = start_gateway(dir, &meta_addr, &kms);
     wait_for_nodes(dir, "gw", &ids);
     let all_ok = ids
         .iter()

@@ -2,9 +2,13 @@
 //!
 //! ```text
 //! POST /admin/v1/jobs/reencrypt            create a re-encryption job (JSON body) → 201, the job
+//! POST /admin/v1/jobs/rotate               {"key": "<id|ARN|alias>", "buckets": [...]?}: move
+//!                                          what a rotated key wraps to its current material → 201
 //! GET  /admin/v1/jobs                      {"jobs": [job, ...]}
 //! GET  /admin/v1/jobs/{id}                 the job
 //! POST /admin/v1/jobs/{id}/pause|resume|cancel
+//! GET  /admin/v1/keys/{key}/materials      the key's material versions in use
+//!                                          ([`crate::key_usage::KeyMaterials`]; `/` in {key} as %2F)
 //! ```
 //!
 //! Every call needs `Authorization: Bearer <access key id>:<secret access key>` of the gateway's
@@ -20,10 +24,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use coffer_meta::{Command, JobAction, JobKind, JobRecord, MetaError, ReencryptSpec, SourceFilter};
+use coffer_meta::{
+    Command, JobAction, JobKind, JobRecord, MetaError, ReencryptSpec, RotateSpec, SourceFilter,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::error::{S3Error, S3ErrorCode};
 use crate::s3::update_encryption::{arn_account, valid_key_arn};
 use crate::state::AppState;
 
@@ -32,8 +39,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/admin/v1/jobs", get(list))
         .route("/admin/v1/jobs/reencrypt", post(create))
+        .route("/admin/v1/jobs/rotate", post(create_rotate))
         .route("/admin/v1/jobs/{id}", get(show))
         .route("/admin/v1/jobs/{id}/{action}", post(control))
+        .route("/admin/v1/keys/{key}/materials", get(materials))
         .with_state(state)
 }
 
@@ -70,6 +79,15 @@ impl From<MetaError> for ApiError {
     }
 }
 
+impl From<S3Error> for ApiError {
+    fn from(e: S3Error) -> Self {
+        if e.code() == S3ErrorCode::InternalError {
+            tracing::warn!(error = ?e.source_error(), "admin API: {}", e.message());
+        }
+        ApiError(e.code().status(), e.message().to_owned())
+    }
+}
+
 fn bad(m: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, m.into())
 }
@@ -101,10 +119,16 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     subtle::ConstantTimeEq::ct_eq(a, b).into()
 }
 
-/// A job as the API shows it: the record plus `done`.
+/// A job as the API shows it: the record (its `kind` is `{"reencrypt": spec}` or
+/// `{"rotate": spec}`) plus `type` (`reencrypt` or `rotate`) and `done`.
 pub fn job_json(job: &JobRecord) -> Value {
     let mut v = serde_json::to_value(job).unwrap_or(Value::Null);
     if let Value::Object(m) = &mut v {
+        let kind = match &job.kind {
+            JobKind::Reencrypt(_) => "reencrypt",
+            JobKind::Rotate(_) => "rotate",
+        };
+        m.insert("type".into(), json!(kind));
         m.insert("done".into(), json!(job.counters.done()));
     }
     v
@@ -173,14 +197,6 @@ async fn create(
     if bucket.directory {
         return Err(bad("directory buckets are not supported"));
     }
-    let now = chrono::Utc::now();
-    let suffix: [u8; 4] = coffer_crypto::random_bytes()
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("random id: {e}")))?;
-    let id = format!(
-        "re-{}-{}",
-        now.format("%Y%m%dT%H%M%SZ"),
-        hex::encode(suffix)
-    );
     let spec = ReencryptSpec {
         bucket: req.bucket,
         prefix: req.prefix,
@@ -189,7 +205,20 @@ async fn create(
         target_key_arn: req.target_key_arn,
         bucket_key_enabled: req.bucket_key_enabled,
     };
-    let record = JobRecord::new(id.clone(), JobKind::Reencrypt(spec), now.timestamp_millis());
+    create_job(&state, "re", JobKind::Reencrypt(spec)).await
+}
+
+/// Creates a job `<prefix>-<UTC time>-<random>` and answers 201 with it.
+async fn create_job(state: &AppState, prefix: &str, kind: JobKind) -> Result<Response, ApiError> {
+    let now = chrono::Utc::now();
+    let suffix: [u8; 4] = coffer_crypto::random_bytes()
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("random id: {e}")))?;
+    let id = format!(
+        "{prefix}-{}-{}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        hex::encode(suffix)
+    );
+    let record = JobRecord::new(id.clone(), kind, now.timestamp_millis());
     state.meta.apply(Command::CreateJob(record)).await?;
     let job = state
         .meta
@@ -197,6 +226,70 @@ async fn create(
         .await?
         .ok_or_else(|| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "job vanished".into()))?;
     Ok(json_response(StatusCode::CREATED, &job_json(&job)))
+}
+
+/// The body of `POST /admin/v1/jobs/rotate`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRotate {
+    /// Key ID, key ARN, alias name or alias ARN.
+    key: String,
+    /// Only these buckets; none = every bucket.
+    #[serde(default)]
+    buckets: Vec<String>,
+}
+
+/// A rotation job: everything `key` wraps under an older material moves to the material that
+/// is current now (rotate the key first).
+async fn create_rotate(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    authenticate(&state, &headers)?;
+    let req: CreateRotate =
+        serde_json::from_slice(&body).map_err(|e| bad(format!("invalid JSON body: {e}")))?;
+    if req.key.trim().is_empty() {
+        return Err(bad("key is empty"));
+    }
+    let key = state
+        .kms
+        .describe_key(&req.key)
+        .await
+        .map_err(|e| bad(format!("key {:?}: {e}", req.key)))?;
+    if !key.enabled {
+        return Err(bad(format!("key {} is not enabled", key.arn)));
+    }
+    if arn_account(&key.arn) != state.config.account_id {
+        return Err(bad("the key must be owned by the gateway's account"));
+    }
+    let mut buckets: Vec<String> = Vec::with_capacity(req.buckets.len());
+    for b in req.buckets {
+        if !buckets.contains(&b) {
+            state.meta.get_bucket(&b).await?;
+            buckets.push(b);
+        }
+    }
+    let spec = RotateSpec {
+        key_arn: key.arn,
+        material_version: key.current_material_version,
+        buckets,
+    };
+    create_job(&state, "rot", JobKind::Rotate(spec)).await
+}
+
+/// `GET /admin/v1/keys/{key}/materials`.
+async fn materials(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    authenticate(&state, &headers)?;
+    let report = crate::key_usage::key_materials(&state, &key).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::to_value(report).unwrap_or(Value::Null),
+    ))
 }
 
 async fn list(
@@ -282,5 +375,34 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn rotate_jobs_show_their_spec_and_counters() {
+        let arn = "arn:aws:kms:us-east-1:000000000000:key/k";
+        let mut job = JobRecord::new(
+            "rot-1".into(),
+            JobKind::Rotate(RotateSpec {
+                key_arn: arn.into(),
+                material_version: 2,
+                buckets: vec!["b".into()],
+            }),
+            1,
+        );
+        job.counters.rewrapped = 3;
+        job.counters.via_bucket_key = 4;
+        job.counters.bucket_keys_rewrapped = 1;
+        let v = job_json(&job);
+        assert_eq!(v["type"], "rotate");
+        assert_eq!(v["kind"]["rotate"]["key_arn"], arn);
+        assert_eq!(v["kind"]["rotate"]["material_version"], 2);
+        assert_eq!(v["kind"]["rotate"]["buckets"], json!(["b"]));
+        assert_eq!(v["counters"]["via_bucket_key"], 4);
+        assert_eq!(v["counters"]["bucket_keys_rewrapped"], 1);
+        // Bucket key records are not objects: done = 3 + 4.
+        assert_eq!(v["done"], 7);
+        let body: CreateRotate = serde_json::from_str(r#"{"key": "alias/x"}"#).unwrap();
+        assert!(body.buckets.is_empty());
+        assert!(serde_json::from_str::<CreateRotate>(r#"{"key": "k", "bucket": "b"}"#).is_err());
     }
 }

@@ -7,8 +7,8 @@
 //! - [`http`]: bodies (aws-chunked, trailers), checksums, ranges.
 //! - [`s3`]: the handlers, one module per operation family.
 //! - [`sse`]: server-side encryption: envelopes of new versions, unwrapping data keys.
-//! - [`jobs`], [`jobs_api`]: the background job runner (bulk re-encryption) and its admin
-//!   HTTP API.
+//! - [`jobs`], [`jobs_api`], [`key_usage`]: the background job runner (bulk re-encryption, key
+//!   rotation), its admin HTTP API, and the report of a KMS key's material versions in use.
 //! - [`error`]: S3 error codes and the XML error body; every domain error → S3 conversion.
 //! - [`xml`], [`metrics`], [`state`]: response XML, Prometheus metrics, shared state.
 #![warn(missing_docs)]
@@ -19,6 +19,7 @@ pub mod error;
 pub mod http;
 pub mod jobs;
 pub mod jobs_api;
+pub mod key_usage;
 pub mod kms_api;
 pub mod metered_kms;
 pub mod metrics;
@@ -28,6 +29,8 @@ pub mod server;
 pub mod sigv4;
 pub mod sse;
 pub mod state;
+#[cfg(test)]
+mod test_support;
 pub mod xml;
 
 pub use server::serve;

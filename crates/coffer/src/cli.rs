@@ -287,6 +287,15 @@ pub struct AdminArgs {
         env = "COFFER_DATA_DIR"
     )]
     pub data_dir: PathBuf,
+    /// A gateway's admin listener (`coffer dev` / `coffer gateway` `--admin-listen`), for
+    /// `reencrypt`, `key rotate --rewrap` and `key materials`.
+    #[arg(
+        long,
+        global = true,
+        default_value = "http://127.0.0.1:9001",
+        env = "COFFER_ADMIN_ENDPOINT"
+    )]
+    pub admin_endpoint: String,
     /// What to manage.
     #[command(subcommand)]
     pub command: AdminCommand,
@@ -303,24 +312,9 @@ pub enum AdminCommand {
     Alias(AliasCommand),
     /// The metadata Raft group: status, membership changes, state digests.
     Cluster(ClusterArgs),
-    /// Bulk re-encryption jobs, through a gateway's admin API.
-    Reencrypt(ReencryptArgs),
-}
-
-/// `coffer admin reencrypt`.
-#[derive(Debug, Args)]
-pub struct ReencryptArgs {
-    /// A gateway's admin listener (`coffer dev` / `coffer gateway` `--admin-listen`).
-    #[arg(
-        long,
-        global = true,
-        default_value = "http://127.0.0.1:9001",
-        env = "COFFER_ADMIN_ENDPOINT"
-    )]
-    pub admin_endpoint: String,
-    /// What to do.
+    /// Bulk re-encryption and key rotation jobs, through a gateway's admin API.
     #[command(subcommand)]
-    pub command: ReencryptCommand,
+    Reencrypt(ReencryptCommand),
 }
 
 /// `coffer admin reencrypt` commands.
@@ -409,8 +403,25 @@ pub enum KeyCommand {
         /// The key.
         key: String,
     },
-    /// Rotate a key's material now; older material still decrypts.
+    /// Rotate a key's material now; older material still decrypts. With --rewrap, a job on the
+    /// gateway (--admin-endpoint) then moves every bucket key and object data key wrapped under
+    /// older material to the new one, and the key's materials report is printed.
     Rotate {
+        /// The key.
+        key: String,
+        /// Rewrap what older material wraps, with a job on the gateway's admin API.
+        #[arg(long)]
+        rewrap: bool,
+        /// Only this bucket (repeatable; default every bucket). Needs --rewrap.
+        #[arg(long = "bucket", value_name = "BUCKET", requires = "rewrap")]
+        buckets: Vec<String>,
+        /// Start the rewrap job and print it, without following it. Needs --rewrap.
+        #[arg(long, requires = "rewrap")]
+        no_wait: bool,
+    },
+    /// Which material versions of a key the stored objects still need (through the gateway's
+    /// admin API, --admin-endpoint): envelopes and bucket keys per version.
+    Materials {
         /// The key.
         key: String,
     },

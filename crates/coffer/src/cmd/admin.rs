@@ -1,7 +1,8 @@
 //! `coffer admin`: manage KMS keys and aliases through the AWS KMS JSON API (aws-sdk-kms, SigV4
 //! with service `kms`) of a `coffer dev` S3 port or a `coffer kms --listen` port; `coffer admin
 //! cluster` (the metadata Raft group) is in `cluster.rs`, `coffer admin reencrypt` (bulk
-//! re-encryption jobs) in `reencrypt.rs`.
+//! re-encryption jobs) in `reencrypt.rs`, which also serves `key rotate --rewrap` and `key
+//! materials` through the gateway's admin API.
 //!
 //! Each command builds one [`Output`]: a JSON value for `--json` and the same data as an aligned
 //! table. Service errors end the command with `<AWS exception name>: <message>`.
@@ -31,6 +32,17 @@ pub(super) enum Output {
     Record(Vec<(&'static str, String)>, Value),
     /// Rows under a header line.
     Rows(Vec<&'static str>, Vec<Vec<String>>, Value),
+    /// Several tables, a blank line apart; one JSON value for all.
+    Sections(Vec<Output>, Value),
+}
+
+impl Output {
+    /// What `--json` prints.
+    pub(super) fn json(&self) -> &Value {
+        match self {
+            Output::Record(_, v) | Output::Rows(_, _, v) | Output::Sections(_, v) => v,
+        }
+    }
 }
 
 /// Runs `coffer admin`.
@@ -38,7 +50,17 @@ pub async fn run(args: AdminArgs) -> Result<(), CmdError> {
     let out = match &args.command {
         // The metadata group needs no KMS credentials.
         AdminCommand::Cluster(cluster) => return super::cluster::run(cluster, args.json).await,
-        AdminCommand::Key(cmd) => key_command(&client(&args)?, cmd).await?,
+        AdminCommand::Key(KeyCommand::Rotate {
+            key,
+            rewrap: true,
+            buckets,
+            no_wait,
+        }) => {
+            let (rotated, key_id) = rotate(&client(&args)?, key).await?;
+            return super::reencrypt::rewrap_rotated(&args, rotated, &key_id, buckets, !no_wait)
+                .await;
+        }
+        AdminCommand::Key(cmd) => key_command(&args, &client(&args)?, cmd).await?,
         AdminCommand::Alias(cmd) => alias_command(&client(&args)?, cmd).await?,
         AdminCommand::Reencrypt(re) => return super::reencrypt::run(&args, re).await,
     };
@@ -116,7 +138,7 @@ where
     }
 }
 
-async fn key_command(kms: &Client, cmd: &KeyCommand) -> Result<Output, CmdError> {
+async fn key_command(args: &AdminArgs, kms: &Client, cmd: &KeyCommand) -> Result<Output, CmdError> {
     Ok(match cmd {
         KeyCommand::Create { description } => {
             let out = kms
@@ -148,48 +170,9 @@ async fn key_command(kms: &Client, cmd: &KeyCommand) -> Result<Output, CmdError>
                 .map_err(api_error)?;
             describe(kms, key).await?
         }
-        KeyCommand::Rotate { key } => {
-            let out = kms
-                .rotate_key_on_demand()
-                .key_id(key)
-                .send()
-                .await
-                .map_err(api_error)?;
-            let key_id = out.key_id().unwrap_or(key).to_string();
-            let mut rotations = Vec::new();
-            let mut marker = None;
-            loop {
-                let page = kms
-                    .list_key_rotations()
-                    .key_id(&key_id)
-                    .limit(PAGE)
-                    .set_marker(marker)
-                    .send()
-                    .await
-                    .map_err(api_error)?;
-                for r in page.rotations() {
-                    rotations.push(json!({
-                        "RotationDate": r.rotation_date().map(date),
-                        "RotationType": r.rotation_type().map(|t| t.as_str()),
-                    }));
-                }
-                match (page.truncated(), page.next_marker()) {
-                    (true, Some(m)) => marker = Some(m.to_string()),
-                    _ => break,
-                }
-            }
-            let last = rotations
-                .last()
-                .and_then(|r| r["RotationDate"].as_str())
-                .unwrap_or("-")
-                .to_string();
-            let fields = vec![
-                ("KeyId", key_id.clone()),
-                ("Rotations", rotations.len().to_string()),
-                ("LastRotation", last),
-            ];
-            Output::Record(fields, json!({ "KeyId": key_id, "Rotations": rotations }))
-        }
+        // With --rewrap: `run`.
+        KeyCommand::Rotate { key, .. } => rotate(kms, key).await?.0,
+        KeyCommand::Materials { key } => super::reencrypt::key_materials(args, key).await?,
         KeyCommand::ScheduleDeletion { key, days } => {
             let out = kms
                 .schedule_key_deletion()
@@ -229,6 +212,51 @@ async fn key_command(kms: &Client, cmd: &KeyCommand) -> Result<Output, CmdError>
             describe(kms, key).await?
         }
     })
+}
+
+/// RotateKeyOnDemand, then the key's rotations; returns them and the key's ID.
+async fn rotate(kms: &Client, key: &str) -> Result<(Output, String), CmdError> {
+    let out = kms
+        .rotate_key_on_demand()
+        .key_id(key)
+        .send()
+        .await
+        .map_err(api_error)?;
+    let key_id = out.key_id().unwrap_or(key).to_string();
+    let mut rotations = Vec::new();
+    let mut marker = None;
+    loop {
+        let page = kms
+            .list_key_rotations()
+            .key_id(&key_id)
+            .limit(PAGE)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(api_error)?;
+        for r in page.rotations() {
+            rotations.push(json!({
+                "RotationDate": r.rotation_date().map(date),
+                "RotationType": r.rotation_type().map(|t| t.as_str()),
+            }));
+        }
+        match (page.truncated(), page.next_marker()) {
+            (true, Some(m)) => marker = Some(m.to_string()),
+            _ => break,
+        }
+    }
+    let last = rotations
+        .last()
+        .and_then(|r| r["RotationDate"].as_str())
+        .unwrap_or("-")
+        .to_string();
+    let fields = vec![
+        ("KeyId", key_id.clone()),
+        ("Rotations", rotations.len().to_string()),
+        ("LastRotation", last),
+    ];
+    let json = json!({ "KeyId": key_id, "Rotations": rotations });
+    Ok((Output::Record(fields, json), key_id))
 }
 
 async fn alias_command(kms: &Client, cmd: &AliasCommand) -> Result<Output, CmdError> {
@@ -485,12 +513,16 @@ fn date(d: &DateTime) -> String {
 /// The text printed for `out`: pretty JSON, or an aligned table.
 pub(super) fn render(out: &Output, as_json: bool) -> Result<String, CmdError> {
     if as_json {
-        let v = match out {
-            Output::Record(_, v) | Output::Rows(_, _, v) => v,
-        };
-        return Ok(format!("{}\n", serde_json::to_string_pretty(v)?));
+        return Ok(format!("{}\n", serde_json::to_string_pretty(out.json())?));
     }
     Ok(match out {
+        Output::Sections(sections, _) => {
+            let texts = sections
+                .iter()
+                .map(|o| render(o, false))
+                .collect::<Result<Vec<_>, _>>()?;
+            texts.join("\n")
+        }
         Output::Record(fields, _) => {
             let rows: Vec<Vec<String>> = fields
                 .iter()

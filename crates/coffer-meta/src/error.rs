@@ -33,6 +33,15 @@ pub enum MetaError {
         /// Found generation.
         found: u64,
     },
+    /// A checkpoint's envelope compare-and-set `index` failed (the whole checkpoint was not
+    /// applied).
+    #[error("rewrap {index} of the checkpoint conflicts: {reason}")]
+    RewrapConflict {
+        /// Index of the failing rewrap in `JobProgress::rewraps`.
+        index: u32,
+        /// The failure (the Display of UpdateEnvelope's error).
+        reason: String,
+    },
     /// Object Lock forbids the change.
     #[error("object locked: {0}")]
     ObjectLocked(String),
@@ -68,5 +77,10 @@ mod tests {
         assert!(!MetaError::PreconditionFailed.outcome_unknown());
         assert!(!MetaError::NoSuchBucket("b".into()).outcome_unknown());
         assert!(!MetaError::ObjectLocked("k".into()).outcome_unknown());
+        assert!(!MetaError::RewrapConflict {
+            index: 0,
+            reason: "r".into()
+        }
+        .outcome_unknown());
     }
 }

@@ -1,5 +1,5 @@
-//! Background jobs (`J <id>` records): bulk re-encryption now, key rotation later, with one
-//! record shape. A job is created by an admin, claimed by one runner under a lease, advanced by
+//! Background jobs (`J <id>` records): bulk re-encryption and key rotation, with one record
+//! shape. A job is created by an admin, claimed by one runner under a lease, advanced by
 //! compare-and-set checkpoints (cursor and counters in one command), and paused, resumed or
 //! cancelled by an admin between checkpoints. Every time it carries comes from the command
 //! (the proposer's clock), never from the member applying it.
@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+use crate::types::Envelope;
 
 fn v1() -> u16 {
     crate::types::FORMAT_VERSION
@@ -86,12 +88,27 @@ pub struct ReencryptSpec {
     pub bucket_key_enabled: bool,
 }
 
-/// What a job does. Key rotation will be another variant with the same machinery.
+/// Key rotation with --rewrap: every envelope (and bucket key) wrapped by `key_arn` under a
+/// material version older than `material_version` moves to the current material.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotateSpec {
+    /// The rotated key's ARN.
+    pub key_arn: String,
+    /// The key's current material version when the job was created (after the rotation).
+    pub material_version: u32,
+    /// Only these buckets; empty = every bucket.
+    #[serde(default)]
+    pub buckets: Vec<String>,
+}
+
+/// What a job does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobKind {
     /// Rewrap the data keys of the selected objects under a KMS key.
     Reencrypt(ReencryptSpec),
+    /// Move what a rotated key wraps to its current material.
+    Rotate(RotateSpec),
 }
 
 /// The position of a job: the last object version processed, in listing order.
@@ -105,6 +122,9 @@ pub struct JobCursor {
     /// `seq`), even if the cursor's version was deleted meanwhile.
     #[serde(default)]
     pub seq: u64,
+    /// Rotation jobs walk bucket after bucket: the bucket of `key` (None for reencrypt jobs).
+    #[serde(default)]
+    pub bucket: Option<String>,
 }
 
 /// Counts of a job. `done()` of them out of `total` is its progress.
@@ -118,12 +138,19 @@ pub struct JobCounters {
     pub skipped: u64,
     /// Failed (KMS refused the rewrap, conflicts persisted); listed with the error.
     pub failed: u64,
+    /// Objects whose data key is wrapped by a bucket key that the job rewrapped (rotation):
+    /// moved to the new material without touching their envelope. Counted in done().
+    #[serde(default)]
+    pub via_bucket_key: u64,
+    /// Bucket key records rewrapped (not objects; not in done()).
+    #[serde(default)]
+    pub bucket_keys_rewrapped: u64,
 }
 
 impl JobCounters {
     /// Objects processed.
     pub fn done(&self) -> u64 {
-        self.rewrapped + self.already_done + self.skipped + self.failed
+        self.rewrapped + self.already_done + self.skipped + self.failed + self.via_bucket_key
     }
 
     fn add(&mut self, other: &JobCounters) {
@@ -131,6 +158,8 @@ impl JobCounters {
         self.already_done += other.already_done;
         self.skipped += other.skipped;
         self.failed += other.failed;
+        self.via_bucket_key += other.via_bucket_key;
+        self.bucket_keys_rewrapped += other.bucket_keys_rewrapped;
     }
 }
 
@@ -147,6 +176,33 @@ pub struct SkippedObject {
     /// Details (the error message of a failure).
     #[serde(default)]
     pub detail: Option<String>,
+}
+
+/// One envelope compare-and-set carried by a checkpoint (same checks as
+/// [`crate::Command::UpdateEnvelope`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvelopeRewrap {
+    /// Bucket.
+    pub bucket: String,
+    /// Object key.
+    pub key: String,
+    /// Version ID.
+    pub version_id: String,
+    /// The envelope generation the runner read.
+    pub expected_generation: u64,
+    /// The version's `seq` the runner read (a replaced version is a conflict).
+    pub expected_seq: u64,
+    /// The new envelope: generation = expected_generation + 1.
+    pub envelope: Envelope,
+}
+
+/// A bucket key record (config entry `bucket-key/<id>`) replaced by a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigPut {
+    /// Config entry name.
+    pub name: String,
+    /// Its new value.
+    pub value: Vec<u8>,
 }
 
 /// The progress a runner made since its last checkpoint, applied with [`crate::Command::UpdateJob`].
@@ -166,6 +222,12 @@ pub struct JobProgress {
     pub failed: Option<String>,
     /// The runner gives the job up (it saw a pause or cancel, or is shutting down).
     pub release: bool,
+    /// Envelope compare-and-sets applied all-or-nothing with the checkpoint.
+    #[serde(default)]
+    pub rewraps: Vec<EnvelopeRewrap>,
+    /// Config entries (bucket key records) written with the checkpoint too.
+    #[serde(default)]
+    pub config_puts: Vec<ConfigPut>,
 }
 
 /// A job record (`J <id>`).

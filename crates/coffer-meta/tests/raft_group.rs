@@ -713,6 +713,7 @@ async fn a_job_survives_a_leader_change_and_moves_to_another_runner_after_its_le
                 key: key.into(),
                 version_id: Some("v".into()),
                 seq: 1,
+                bucket: None,
             }),
             counters: JobCounters {
                 rewrapped: 10,

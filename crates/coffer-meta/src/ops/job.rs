@@ -5,8 +5,12 @@
 //! advance a job: the loser gets `PreconditionFailed` and re-reads. Admin actions do not bump
 //! the version: a checkpoint racing a pause still lands (its work is counted), and the runner
 //! sees the pause when it reads the record back.
+//!
+//! A checkpoint also carries the runner's envelope compare-and-sets and bucket key records: they
+//! land with the progress or not at all (a failing command's writes are discarded), so a
+//! job's counts never include a rewrap that did not land, nor the reverse.
 
-use super::{bucket_record, load, store};
+use super::{bucket_record, load, object, store};
 use crate::error::MetaError;
 use crate::job::{JobAction, JobKind, JobProgress, JobRecord, JobState};
 use crate::keys;
@@ -29,6 +33,14 @@ pub(super) fn create(txn: &mut Txn<'_>, record: &JobRecord) -> Result<CommandOut
     match &record.kind {
         JobKind::Reencrypt(spec) => {
             bucket_record(txn, &spec.bucket)?;
+        }
+        JobKind::Rotate(spec) => {
+            if spec.key_arn.is_empty() {
+                return Err(MetaError::Invalid("a rotation job needs a key ARN".into()));
+            }
+            for bucket in &spec.buckets {
+                bucket_record(txn, bucket)?;
+            }
         }
     }
     let key = keys::job(&record.id);
@@ -89,6 +101,31 @@ pub(super) fn update(
         || matches!(job.state, JobState::Completed | JobState::Failed)
     {
         return Err(MetaError::PreconditionFailed);
+    }
+    for (index, r) in progress.rewraps.iter().enumerate() {
+        let applied = object::update_envelope(
+            txn,
+            &r.bucket,
+            &r.key,
+            Some(&r.version_id),
+            Some(r.expected_seq),
+            r.expected_generation,
+            &r.envelope,
+        );
+        match applied {
+            Ok(_) => {}
+            // Storage failures are not a decision of the state machine: they stay what they are.
+            Err(e @ MetaError::Storage(_)) => return Err(e),
+            Err(e) => {
+                return Err(MetaError::RewrapConflict {
+                    index: index as u32,
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+    for c in &progress.config_puts {
+        txn.put(keys::config(&c.name), c.value.clone());
     }
     job.add_progress(progress);
     job.version += 1;
@@ -155,9 +192,10 @@ pub(super) fn control(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec;
     use crate::job::*;
     use crate::ops::testutil::*;
-    use crate::types::{Command, Versioning};
+    use crate::types::{Command, Envelope, Versioning};
 
     fn spec() -> JobKind {
         JobKind::Reencrypt(ReencryptSpec {
@@ -208,6 +246,7 @@ mod tests {
                 key: format!("k{n}"),
                 version_id: None,
                 seq: 0,
+                bucket: None,
             }),
             counters: JobCounters {
                 rewrapped: n,
@@ -226,7 +265,9 @@ mod tests {
             Err(MetaError::Invalid(_))
         ));
         let mut other = JobRecord::new("x".into(), spec(), 1);
-        let JobKind::Reencrypt(s) = &mut other.kind;
+        let JobKind::Reencrypt(s) = &mut other.kind else {
+            unreachable!("spec() is a reencrypt job")
+        };
         s.bucket = "nope".into();
         assert!(matches!(
             t.run(Command::CreateJob(other)),
@@ -385,5 +426,240 @@ mod tests {
         assert!(t.run(claim("j", "r2", 0)).is_err());
         assert!(t.run(control(JobAction::Resume)).is_err());
         assert!(t.run(control(JobAction::Pause)).is_err());
+    }
+
+    fn rewrap(key: &str, seq: u64, expected_generation: u64) -> EnvelopeRewrap {
+        let mut envelope = envelope(expected_generation + 1);
+        envelope.wrapped_dek = vec![7; 8];
+        EnvelopeRewrap {
+            bucket: "b".into(),
+            key: key.into(),
+            version_id: "v1".into(),
+            expected_generation,
+            expected_seq: seq,
+            envelope,
+        }
+    }
+
+    fn envelope_of(t: &TestSm, key: &str) -> Envelope {
+        let v = t.sm.reader().get_object("b", key, Some("v1")).unwrap();
+        v.envelope.unwrap()
+    }
+
+    /// Objects `k0..k<n>` (version `v1`, generation 1) and job `j` claimed by `r1` (version 1);
+    /// returns their seqs.
+    fn claimed_over_objects(n: u32) -> (TestSm, Vec<u64>) {
+        let t = TestSm::with_bucket("b", Versioning::Enabled);
+        let seqs = (0..n)
+            .map(|i| t.ok(put("b", &format!("k{i}"), "v1", i + 1)).seq)
+            .collect();
+        t.ok(Command::CreateJob(JobRecord::new("j".into(), spec(), 1)));
+        t.ok(claim("j", "r1", 0));
+        (t, seqs)
+    }
+
+    fn bucket_key_put() -> ConfigPut {
+        ConfigPut {
+            name: "bucket-key/x".into(),
+            value: vec![9, 9],
+        }
+    }
+
+    #[test]
+    fn rewraps_and_config_puts_land_with_the_checkpoint() {
+        let (t, seqs) = claimed_over_objects(3);
+        let mut p = done(2);
+        p.rewraps = vec![rewrap("k0", seqs[0], 1), rewrap("k1", seqs[1], 1)];
+        p.config_puts = vec![bucket_key_put()];
+        assert_eq!(t.ok(update("r1", 1, p.clone())).seq, 2);
+        assert_eq!(envelope_of(&t, "k0"), p.rewraps[0].envelope);
+        assert_eq!(envelope_of(&t, "k1"), p.rewraps[1].envelope);
+        assert_eq!(envelope_of(&t, "k2"), envelope(1));
+        // The current index follows.
+        let current = t.sm.reader().get_object("b", "k1", None).unwrap();
+        assert_eq!(current.envelope.unwrap().generation, 2);
+        assert_eq!(
+            t.sm.reader().get_config("bucket-key/x").unwrap(),
+            Some(vec![9, 9])
+        );
+        assert_eq!(job(&t).counters.rewrapped, 2);
+        // A paused job still takes its owner's checkpoint with its rewraps (the KMS work is done).
+        t.ok(control(JobAction::Pause));
+        let mut p = done(1);
+        p.rewraps = vec![rewrap("k2", seqs[2], 1)];
+        t.ok(update("r1", 2, p));
+        assert_eq!(envelope_of(&t, "k2").generation, 2);
+        assert_eq!(
+            (job(&t).state, job(&t).counters.rewrapped),
+            (JobState::Paused, 3)
+        );
+        // A refused checkpoint (stale version) is refused as before, its rewraps unapplied.
+        let mut p = done(1);
+        p.rewraps = vec![rewrap("k2", seqs[2], 2)];
+        assert!(matches!(
+            t.run(update("r1", 2, p)),
+            Err(MetaError::PreconditionFailed)
+        ));
+        assert_eq!(envelope_of(&t, "k2").generation, 2);
+    }
+
+    #[test]
+    fn a_conflicting_rewrap_applies_nothing_of_the_checkpoint() {
+        let (t, seqs) = claimed_over_objects(4);
+        // k1 was rewrapped by someone else meanwhile; k3's version was deleted.
+        t.ok(Command::UpdateEnvelope {
+            bucket: "b".into(),
+            key: "k1".into(),
+            version_id: Some("v1".into()),
+            expected_generation: 1,
+            expected_seq: None,
+            envelope: envelope(2),
+        });
+        t.ok(delete("b", "k3", Some("v1"), "m"));
+        let before = job(&t);
+        let conflicts = [
+            (
+                rewrap("k1", seqs[1], 1),
+                "envelope generation changed: expected 1, found 2",
+            ),
+            // k2 read at another seq (replaced since): refused although the generation matches.
+            (
+                rewrap("k2", seqs[2] + 100, 1),
+                "envelope generation changed: expected 1, found 1",
+            ),
+            (rewrap("k3", seqs[3], 1), "no such version: v1"),
+        ];
+        for (bad, reason) in conflicts {
+            let mut p = done(2);
+            p.rewraps = vec![rewrap("k0", seqs[0], 1), bad, rewrap("k2", seqs[2], 1)];
+            p.config_puts = vec![bucket_key_put()];
+            p.finished = true;
+            assert_eq!(
+                t.run(update("r1", 1, p)),
+                Err(MetaError::RewrapConflict {
+                    index: 1,
+                    reason: reason.into()
+                })
+            );
+            assert_eq!(job(&t), before);
+            assert_eq!(envelope_of(&t, "k0"), envelope(1));
+            assert_eq!(envelope_of(&t, "k2"), envelope(1));
+            assert_eq!(t.sm.reader().get_config("bucket-key/x").unwrap(), None);
+        }
+        // In one batch, the failing checkpoint leaves no write while the commands around it
+        // apply: the same expected version then lands.
+        let mut bad = done(2);
+        bad.rewraps = vec![rewrap("k0", seqs[0], 1), rewrap("k1", seqs[1], 1)];
+        let mut good = done(5);
+        good.rewraps = vec![rewrap("k2", seqs[2], 1)];
+        let index = t.sm.last_applied().unwrap() + 1;
+        let results =
+            t.sm.apply_batch(
+                index,
+                &[
+                    update("r1", 1, bad),
+                    Command::PutConfig {
+                        name: "c".into(),
+                        value: vec![1],
+                    },
+                    update("r1", 1, good),
+                ],
+            )
+            .unwrap();
+        assert!(matches!(
+            results[0],
+            Err(MetaError::RewrapConflict { index: 1, .. })
+        ));
+        assert!(results[1].is_ok());
+        assert_eq!(results[2].as_ref().unwrap().seq, 2);
+        assert_eq!(envelope_of(&t, "k0"), envelope(1));
+        assert_eq!(envelope_of(&t, "k2").generation, 2);
+        assert_eq!(t.sm.reader().get_config("c").unwrap(), Some(vec![1]));
+        let j = job(&t);
+        assert_eq!((j.version, j.counters.rewrapped), (2, 5));
+    }
+
+    fn rotate() -> JobKind {
+        JobKind::Rotate(RotateSpec {
+            key_arn: "arn:aws:kms:us-east-1:000000000000:key/k".into(),
+            material_version: 2,
+            buckets: vec!["b".into()],
+        })
+    }
+
+    #[test]
+    fn rotate_jobs_round_trip_and_run() {
+        let rec = JobRecord::new("j".into(), rotate(), 1);
+        let json = serde_json::to_value(&rec).unwrap();
+        assert_eq!(json["kind"]["rotate"]["material_version"], 2);
+        assert_eq!(serde_json::from_value::<JobRecord>(json).unwrap(), rec);
+        let back: JobRecord = codec::decode(&codec::encode(&rec).unwrap()).unwrap();
+        assert_eq!(back, rec);
+
+        let t = TestSm::with_bucket("b", Versioning::Enabled);
+        let mut other = JobRecord::new("x".into(), rotate(), 1);
+        if let JobKind::Rotate(s) = &mut other.kind {
+            s.buckets.push("nope".into());
+        }
+        assert_eq!(
+            t.run(Command::CreateJob(other)),
+            Err(MetaError::NoSuchBucket("nope".into()))
+        );
+        t.ok(Command::CreateJob(rec));
+        t.ok(claim("j", "r1", 0));
+        let p = JobProgress {
+            cursor: Some(JobCursor {
+                key: "k".into(),
+                version_id: Some("v1".into()),
+                seq: 3,
+                bucket: Some("b".into()),
+            }),
+            counters: JobCounters {
+                rewrapped: 1,
+                via_bucket_key: 4,
+                bucket_keys_rewrapped: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        t.ok(update("r1", 1, p.clone()));
+        t.ok(update("r1", 2, p));
+        let j = job(&t);
+        assert_eq!(j.kind, rotate());
+        assert_eq!(j.cursor.unwrap().bucket.as_deref(), Some("b"));
+        let c = &j.counters;
+        assert_eq!((c.via_bucket_key, c.bucket_keys_rewrapped), (8, 2));
+        assert_eq!(c.done(), 10);
+    }
+
+    #[test]
+    fn records_and_checkpoints_without_the_new_fields_still_decode() {
+        let drop = |v: &mut serde_json::Value, fields: &[&str]| {
+            for f in fields {
+                v.as_object_mut().unwrap().remove(*f).unwrap();
+            }
+        };
+        let mut rec = JobRecord::new("j".into(), spec(), 1);
+        rec.cursor = done(3).cursor;
+        rec.counters.rewrapped = 3;
+        let mut old = serde_json::to_value(&rec).unwrap();
+        drop(&mut old["cursor"], &["bucket"]);
+        drop(
+            &mut old["counters"],
+            &["via_bucket_key", "bucket_keys_rewrapped"],
+        );
+        let back: JobRecord = codec::decode(&codec::encode(&old).unwrap()).unwrap();
+        assert_eq!(back, rec);
+        // UpdateJob commands of older members, as they sit in the Raft log.
+        let p = done(2);
+        let mut old = serde_json::to_value(&p).unwrap();
+        drop(&mut old, &["rewraps", "config_puts"]);
+        drop(&mut old["cursor"], &["bucket"]);
+        drop(
+            &mut old["counters"],
+            &["via_bucket_key", "bucket_keys_rewrapped"],
+        );
+        let back: JobProgress = codec::decode(&codec::encode(&old).unwrap()).unwrap();
+        assert_eq!(back, p);
     }
 }

@@ -417,6 +417,10 @@ mod tests {
                 expected: 1,
                 found: 2,
             }),
+            Err(MetaError::RewrapConflict {
+                index: 3,
+                reason: "no such version: v".into(),
+            }),
             Err(MetaError::Unavailable("x".into())),
         ]);
         let back: ProposalAnswer = decode(&encode(&answer).unwrap()).unwrap();

@@ -23,15 +23,56 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(600);
 
 const AAD_PREFIX: &str = "coffer/bucket-key/v1|";
 
-/// The persisted form of a bucket key.
-#[derive(Debug, Serialize, Deserialize)]
-struct BucketKeyRecord {
-    v: u16,
-    id: String,
-    bucket: String,
-    kms_key_arn: String,
-    wrapped: Vec<u8>,
-    context: BTreeMap<String, String>,
+/// The persisted form of a bucket key (config entry `bucket-key/<id>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct BucketKeyRecord {
+    pub(crate) v: u16,
+    pub(crate) id: String,
+    pub(crate) bucket: String,
+    /// The KMS key whose ciphertext `wrapped` is.
+    pub(crate) kms_key_arn: String,
+    /// The bucket key, wrapped by the KMS.
+    pub(crate) wrapped: Vec<u8>,
+    /// The encryption context of `wrapped`.
+    pub(crate) context: BTreeMap<String, String>,
+}
+
+impl BucketKeyRecord {
+    /// The config entry name and the encoded value of this record.
+    pub(crate) fn to_config(&self) -> S3Result<(String, Vec<u8>)> {
+        let value = serde_json::to_vec(self).map_err(S3Error::internal)?;
+        Ok((config_name(&self.id), value))
+    }
+
+    /// The same bucket key under another KMS key (or under the current material of the same
+    /// key): one KMS ReEncrypt of the record, never the plaintext. `new_id` names the copy
+    /// (the same id replaces the record).
+    pub(crate) fn rewrapped(&self, new_id: String, wrapped: Vec<u8>, kms_key_arn: String) -> Self {
+        BucketKeyRecord {
+            v: 1,
+            id: new_id,
+            bucket: self.bucket.clone(),
+            kms_key_arn,
+            wrapped,
+            context: self.context.clone(),
+        }
+    }
+}
+
+/// A bucket key's record as stored in meta; `None` if there is no such key.
+pub(crate) async fn record(state: &AppState, id: &str) -> S3Result<Option<BucketKeyRecord>> {
+    match state.meta.get_config(&config_name(id)).await? {
+        None => Ok(None),
+        Some(raw) => Ok(Some(
+            serde_json::from_slice(&raw).map_err(S3Error::internal)?,
+        )),
+    }
+}
+
+/// A fresh bucket key id (16 random bytes, hex).
+pub(crate) fn new_id() -> S3Result<String> {
+    let raw: [u8; 16] = coffer_crypto::random_bytes().map_err(S3Error::internal)?;
+    Ok(hex::encode(raw))
 }
 
 /// An unwrapped bucket key.
@@ -130,7 +171,8 @@ fn bucket_context(bucket: &str) -> BTreeMap<String, String> {
     )])
 }
 
-fn config_name(id: &str) -> String {
+/// The config entry of bucket key `id`.
+pub(crate) fn config_name(id: &str) -> String {
     format!("bucket-key/{id}")
 }
 
@@ -166,8 +208,7 @@ pub async fn active(state: &AppState, bucket: &str, kms_key_id: &str) -> S3Resul
         ));
     }
     key.copy_from_slice(&plaintext);
-    let raw_id: [u8; 16] = coffer_crypto::random_bytes().map_err(S3Error::internal)?;
-    let id = hex::encode(raw_id);
+    let id = new_id()?;
     let record = BucketKeyRecord {
         v: 1,
         id: id.clone(),
@@ -176,14 +217,8 @@ pub async fn active(state: &AppState, bucket: &str, kms_key_id: &str) -> S3Resul
         wrapped: generated.ciphertext_blob,
         context,
     };
-    let value = serde_json::to_vec(&record).map_err(S3Error::internal)?;
-    state
-        .meta
-        .apply(Command::PutConfig {
-            name: config_name(&id),
-            value,
-        })
-        .await?;
+    let (name, value) = record.to_config()?;
+    state.meta.apply(Command::PutConfig { name, value }).await?;
     let bk = Arc::new(BucketKey {
         id,
         kms_key_arn: generated.key_id,
@@ -214,12 +249,9 @@ pub async fn by_id(state: &AppState, id: &str) -> S3Result<Arc<BucketKey>> {
     {
         return Ok(bk);
     }
-    let raw = state
-        .meta
-        .get_config(&config_name(id))
+    let record = record(state, id)
         .await?
         .ok_or_else(|| S3Error::internal(format!("bucket key {id} is missing from meta")))?;
-    let record: BucketKeyRecord = serde_json::from_slice(&raw).map_err(S3Error::internal)?;
     let d = state
         .kms
         .decrypt(&record.wrapped, &record.context, Some(&record.kms_key_arn))

@@ -339,7 +339,7 @@ impl From<coffer_meta::MetaError> for S3Error {
                 S3ErrorCode::PreconditionFailed,
                 "At least one of the pre-conditions you specified did not hold",
             ),
-            M::GenerationMismatch { .. } => S3Error::new(
+            M::GenerationMismatch { .. } | M::RewrapConflict { .. } => S3Error::new(
                 S3ErrorCode::ConditionalRequestConflict,
                 "The conditional request cannot succeed due to a conflicting operation against this resource.",
             ),

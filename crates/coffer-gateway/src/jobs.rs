@@ -1,15 +1,16 @@
 //! The job runner (issue 8): a background task of every gateway that claims runnable jobs from
 //! the metadata role and runs them.
 //!
-//! A re-encryption job walks the selected versions in listing order (key, then newest version
-//! first), a page at a time. Each version is rewrapped through the same code as
-//! UpdateObjectEncryption ([`rewrap_version`]), at most `concurrency` at once; a version already
-//! under the target counts as already done (idempotent by target state). After each page one
-//! `UpdateJob` checkpoint adds the page's counts and moves the cursor past it, compare-and-set
-//! on the job version and the runner's ownership, so two runners never both advance a job.
-//! After a crash, another runner (or the restarted one) claims the job when the lease ends and
-//! resumes after the last checkpoint; versions of the lost page already rewrapped then count as
-//! already done, so `done` stays exact and no version is counted twice.
+//! A job walks the selected versions in listing order (bucket, key, then newest version first),
+//! a page at a time; [`crate::job_plan`] decides each version (the same checks as
+//! UpdateObjectEncryption; a version already under the target counts as already done, so jobs
+//! are idempotent by target state) and rewraps the page's data keys in one KMS batch. One
+//! `UpdateJob` checkpoint then commits the page's envelope compare-and-sets with its counts and
+//! the cursor past it — one Raft entry, all or nothing — compare-and-set on the job version and
+//! the runner's ownership, so two runners never both advance a job. After a crash, another
+//! runner (or the restarted one) claims the job when the lease ends and resumes after the last
+//! checkpoint: nothing of the lost page was written, so no version is rewrapped twice or
+//! skipped, and `rewrapped` counts exactly the envelopes the job changed.
 //!
 //! Pause and cancel are seen after each checkpoint (the runner reads the record back); the
 //! runner then releases the job.
@@ -17,15 +18,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use coffer_meta::{
-    Command, Envelope, JobCursor, JobKind, JobProgress, JobRecord, JobState, ListQuery, MetaError,
-    ObjectVersion, ReencryptSpec, SkippedObject, SourceFilter, SseAlgorithm, VersionQuery,
+    Command, JobCursor, JobProgress, JobRecord, JobState, ListQuery, MetaError, ObjectVersion,
+    SkippedObject, VersionQuery,
 };
-use futures::StreamExt;
 use tokio::sync::watch;
 
 use crate::error::S3ErrorCode;
-use crate::s3::update_encryption::{at_target, rewrap_version, Rewrapped, Target};
+pub use crate::job_plan::selected;
+use crate::job_plan::{self, BucketKeyCache, Item, Plan, Work};
 use crate::state::AppState;
 
 /// How a gateway runs jobs.
@@ -164,16 +167,21 @@ impl Runner {
             }
         };
         tracing::info!(job = %job.id, runner = %self.config.runner_id, "job runner: running job");
-        let JobKind::Reencrypt(spec) = &job.kind;
-        match self.reencrypt(&job, spec, version).await {
+        match self.execute(&job, version).await {
             Ok(()) => tracing::info!(job = %job.id, "job runner: job finished"),
             Err(Stop::Lost) => tracing::info!(job = %job.id, "job runner: job taken over"),
             Err(Stop::Released) => tracing::info!(job = %job.id, "job runner: job released"),
         }
     }
 
-    /// Applies a checkpoint; returns the new version.
-    async fn checkpoint(&self, id: &str, version: u64, progress: JobProgress) -> Result<u64, Stop> {
+    /// Applies a checkpoint; returns the new version. An unavailable group is waited for; a
+    /// refusal is returned as is.
+    async fn checkpoint_raw(
+        &self,
+        id: &str,
+        version: u64,
+        progress: JobProgress,
+    ) -> Result<u64, MetaError> {
         let cmd = Command::UpdateJob {
             id: id.to_owned(),
             runner_id: self.config.runner_id.clone(),
@@ -189,13 +197,23 @@ impl Runner {
                     // Retried with the same expected version: applied at most once.
                     tracing::warn!(job = id, error = %e, "job runner: checkpoint unavailable; retrying");
                     self.pause(Duration::from_secs(1)).await;
+                    if *self.stop.borrow() {
+                        return Err(MetaError::Unavailable(e));
+                    }
                 }
-                Err(e) => {
-                    tracing::info!(job = id, error = %e, "job runner: checkpoint refused");
-                    return Err(Stop::Lost);
-                }
+                Err(e) => return Err(e),
             }
         }
+    }
+
+    /// A checkpoint without envelopes; a refusal means the job is not ours any more.
+    async fn checkpoint(&self, id: &str, version: u64, progress: JobProgress) -> Result<u64, Stop> {
+        self.checkpoint_raw(id, version, progress)
+            .await
+            .map_err(|e| {
+                tracing::info!(job = id, error = %e, "job runner: checkpoint refused");
+                Stop::Lost
+            })
     }
 
     async fn pause(&self, d: Duration) {
@@ -224,18 +242,25 @@ impl Runner {
         Ok(version)
     }
 
-    async fn reencrypt(
-        &self,
-        job: &JobRecord,
-        spec: &ReencryptSpec,
-        mut version: u64,
-    ) -> Result<(), Stop> {
-        let target = Target {
-            key_arn: spec.target_key_arn.clone(),
-            bucket_key_enabled: spec.bucket_key_enabled,
-        };
+    /// The buckets a job walks (retried while the metadata role is unavailable).
+    async fn buckets(&self, id: &str, work: &Work, version: &mut u64) -> Result<Vec<String>, Stop> {
+        loop {
+            match work.buckets(&self.state).await {
+                Ok(b) => return Ok(b),
+                Err(e) => {
+                    tracing::warn!(job = id, error = %e, "job runner: cannot list buckets; retrying");
+                    self.pause(Duration::from_secs(1)).await;
+                    *version = self.should_stop(id, *version).await?;
+                }
+            }
+        }
+    }
+
+    async fn execute(&self, job: &JobRecord, mut version: u64) -> Result<(), Stop> {
+        let work = Work::new(&job.kind);
+        let buckets = self.buckets(&job.id, &work, &mut version).await?;
         if job.total.is_none() {
-            let total = match self.count(&job.id, spec, &target, &mut version).await? {
+            let total = match self.count(&job.id, &work, &buckets, &mut version).await? {
                 Ok(n) => n,
                 Err(e) => return self.fail(&job.id, version, e).await,
             };
@@ -247,9 +272,10 @@ impl Runner {
             version = self.should_stop(&job.id, version).await?;
         }
         let mut cursor = job.cursor.clone();
+        let mut cache = BucketKeyCache::default();
         let mut attempts = 0;
         loop {
-            let (items, next, more) = match self.page(spec, cursor.as_ref()).await {
+            let page = match self.page(&work, &buckets, cursor.as_ref()).await {
                 Ok(page) => page,
                 Err(MetaError::NoSuchBucket(b)) => {
                     return self
@@ -263,37 +289,146 @@ impl Runner {
                     continue;
                 }
             };
-            let selected: Vec<_> = items
+            let items: Vec<Item> = page
+                .items
                 .into_iter()
-                .filter(|v| selected(v, spec, &target))
+                .filter(|i| work.selects(&i.version))
                 .collect();
             attempts += 1;
             let last_attempt = attempts >= PAGE_ATTEMPTS;
-            let progress = match self.process(spec, &target, selected, last_attempt).await {
-                Some(mut p) => {
-                    attempts = 0;
-                    p.cursor = next.clone();
-                    p.finished = !more;
-                    p
-                }
-                None => {
-                    // A transient failure (KMS or metadata unavailable): do the page again
-                    // (versions rewrapped meanwhile then count as already done).
-                    self.pause(Duration::from_secs(1)).await;
-                    version = self.should_stop(&job.id, version).await?;
-                    continue;
-                }
-            };
-            self.state.metrics.add_job_objects(&progress.counters);
-            version = self.checkpoint(&job.id, version, progress).await?;
-            if !more {
+            let plan = job_plan::plan(
+                &self.state,
+                &work,
+                &mut cache,
+                items,
+                self.config.concurrency,
+                last_attempt,
+            )
+            .await;
+            if plan.transient {
+                // A transient failure (KMS or metadata unavailable): do the page again; nothing
+                // of it was written.
+                self.pause(Duration::from_secs(1)).await;
+                version = self.should_stop(&job.id, version).await?;
+                continue;
+            }
+            attempts = 0;
+            version = self
+                .commit(
+                    &job.id, version, &work, &mut cache, plan, &page.next, !page.more,
+                )
+                .await?;
+            if !page.more {
                 return Ok(());
             }
-            cursor = next;
+            cursor = page.next;
             if !self.config.page_delay.is_zero() {
                 self.pause(self.config.page_delay).await;
             }
             version = self.should_stop(&job.id, version).await?;
+        }
+    }
+
+    /// Commits a page: its envelopes, bucket keys, counts and the new cursor in one checkpoint
+    /// (one Raft entry, all or nothing). A version whose envelope changed since it was listed
+    /// (a PUT, DELETE or UpdateObjectEncryption meanwhile) is read again and planned alone, at
+    /// most [`PAGE_ATTEMPTS`] times; the rest of the page is committed as planned.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit(
+        &self,
+        id: &str,
+        version: u64,
+        work: &Work,
+        cache: &mut BucketKeyCache,
+        mut plan: Plan,
+        cursor: &Option<JobCursor>,
+        finished: bool,
+    ) -> Result<u64, Stop> {
+        let mut conflicts: HashMap<(String, String, String), u32> = HashMap::new();
+        loop {
+            let mut counters = plan.counters.clone();
+            counters.rewrapped += plan.rewraps.len() as u64;
+            let progress = JobProgress {
+                cursor: cursor.clone(),
+                counters: counters.clone(),
+                skipped: plan.skipped.clone(),
+                finished,
+                rewraps: plan.rewraps.clone(),
+                config_puts: plan.config_puts.clone(),
+                ..Default::default()
+            };
+            let index = match self.checkpoint_raw(id, version, progress).await {
+                Ok(v) => {
+                    self.state.metrics.add_job_objects(&counters);
+                    cache.committed(&plan.config_puts);
+                    return Ok(v);
+                }
+                Err(MetaError::RewrapConflict { index, reason }) => {
+                    tracing::debug!(
+                        job = id,
+                        index,
+                        reason,
+                        "job runner: envelope changed; planning it again"
+                    );
+                    index as usize
+                }
+                Err(e) => {
+                    tracing::info!(job = id, error = %e, "job runner: checkpoint refused");
+                    return Err(Stop::Lost);
+                }
+            };
+            if index >= plan.rewraps.len() {
+                tracing::warn!(job = id, index, "job runner: conflict index out of range");
+                return Err(Stop::Lost);
+            }
+            let r = plan.rewraps.remove(index);
+            let tries = conflicts
+                .entry((r.bucket.clone(), r.key.clone(), r.version_id.clone()))
+                .or_default();
+            *tries += 1;
+            let fresh = match self
+                .state
+                .meta
+                .get_object(&r.bucket, &r.key, Some(&r.version_id))
+                .await
+            {
+                Ok(v) => v,
+                Err(MetaError::NoSuchKey(_) | MetaError::NoSuchVersion(_)) => {
+                    plan.merge(skipped_plan(&r.key, &r.version_id, "deleted"));
+                    continue;
+                }
+                Err(e) => {
+                    // Reading failed: the version is planned again on the next round.
+                    tracing::warn!(job = id, error = %e, "job runner: cannot read a conflicting version");
+                    self.pause(Duration::from_secs(1)).await;
+                    plan.rewraps.insert(index, r);
+                    continue;
+                }
+            };
+            let item = Item {
+                bucket: r.bucket.clone(),
+                version: fresh,
+            };
+            if *tries > PAGE_ATTEMPTS {
+                let mut p = Plan::default();
+                p.error(
+                    &item,
+                    &crate::error::S3Error::new(
+                        S3ErrorCode::ConditionalRequestConflict,
+                        "The envelope kept changing during the job.",
+                    ),
+                    true,
+                );
+                plan.merge(p);
+                continue;
+            }
+            if !work.selects(&item.version) {
+                // Overwritten by a version the job does not select (e.g. another encryption).
+                plan.merge(skipped_plan(&r.key, &r.version_id, "changed"));
+                continue;
+            }
+            let again = job_plan::plan(&self.state, work, cache, vec![item], 1, true).await;
+            plan.merge(again);
         }
     }
 
@@ -312,8 +447,8 @@ impl Runner {
     async fn count(
         &self,
         id: &str,
-        spec: &ReencryptSpec,
-        target: &Target,
+        work: &Work,
+        buckets: &[String],
         version: &mut u64,
     ) -> Result<Result<u64, String>, Stop> {
         let mut cursor = None;
@@ -336,8 +471,8 @@ impl Runner {
                     .seq;
                 renewed = std::time::Instant::now();
             }
-            let (items, next, more) = loop {
-                match self.page(spec, cursor.as_ref()).await {
+            let page = loop {
+                match self.page(work, buckets, cursor.as_ref()).await {
                     Ok(p) => break p,
                     Err(MetaError::NoSuchBucket(b)) => {
                         return Ok(Err(format!("no such bucket: {b}")))
@@ -351,35 +486,112 @@ impl Runner {
                     }
                 }
             };
-            total += items.iter().filter(|v| selected(v, spec, target)).count() as u64;
-            if !more {
+            total += page
+                .items
+                .iter()
+                .filter(|i| work.selects(&i.version))
+                .count() as u64;
+            if !page.more {
                 return Ok(Ok(total));
             }
-            cursor = next;
+            cursor = page.next;
         }
     }
 
     /// One page of versions after `cursor` (delete markers included, for the cursor), the
-    /// cursor after it, and whether more follow.
+    /// cursor after it, and whether more follow. A rotation goes on with the next bucket when
+    /// one ends (a bucket deleted meanwhile is passed over).
     async fn page(
         &self,
-        spec: &ReencryptSpec,
+        work: &Work,
+        buckets: &[String],
+        cursor: Option<&JobCursor>,
+    ) -> Result<Page, MetaError> {
+        let rotation = matches!(work, Work::Rotate(_));
+        let bucket = match cursor.and_then(|c| c.bucket.clone()) {
+            Some(b) => b,
+            None => match buckets.first() {
+                Some(b) => b.clone(),
+                None => {
+                    return Ok(Page {
+                        items: Vec::new(),
+                        next: cursor.cloned(),
+                        more: false,
+                    })
+                }
+            },
+        };
+        // The position inside the bucket (an empty key: its start).
+        let within = cursor.filter(|c| !c.key.is_empty());
+        let tag = rotation.then(|| bucket.clone());
+        let listed = match self.list(work, &bucket, within).await {
+            Err(MetaError::NoSuchBucket(_)) if rotation => None,
+            other => Some(other?),
+        };
+        let (items, last, truncated) = listed.unwrap_or_default();
+        let next = last
+            .map(|mut c| {
+                c.bucket = tag.clone();
+                c
+            })
+            .or_else(|| cursor.cloned());
+        let items = items
+            .into_iter()
+            .map(|version| Item {
+                bucket: bucket.clone(),
+                version,
+            })
+            .collect();
+        if truncated {
+            return Ok(Page {
+                items,
+                next,
+                more: true,
+            });
+        }
+        // This bucket is done: a rotation goes on with the next one.
+        match buckets.iter().find(|b| **b > bucket).filter(|_| rotation) {
+            Some(b) => Ok(Page {
+                items,
+                next: Some(JobCursor {
+                    key: String::new(),
+                    version_id: None,
+                    seq: 0,
+                    bucket: Some(b.clone()),
+                }),
+                more: true,
+            }),
+            None => Ok(Page {
+                items,
+                next,
+                more: false,
+            }),
+        }
+    }
+
+    /// One listing page of `bucket` after `cursor`: the versions, the cursor of the last entry
+    /// (a delete marker included), and whether the listing was truncated.
+    async fn list(
+        &self,
+        work: &Work,
+        bucket: &str,
         cursor: Option<&JobCursor>,
     ) -> Result<(Vec<ObjectVersion>, Option<JobCursor>, bool), MetaError> {
         let meta = &self.state.meta;
-        if spec.all_versions {
+        if work.all_versions() {
             let q = VersionQuery {
-                prefix: spec.prefix.clone(),
+                prefix: work.prefix().to_owned(),
                 delimiter: None,
                 key_marker: cursor.map(|c| c.key.clone()),
                 version_id_marker: cursor.and_then(|c| c.version_id.clone()),
                 max_keys: self.config.page_size,
             };
-            let page = meta.list_object_versions(&spec.bucket, &q).await?;
+            let page = meta.list_object_versions(bucket, &q).await?;
             let last = page.versions.last().map(|(v, _)| JobCursor {
                 key: v.key.clone(),
                 version_id: Some(v.version_id.clone()),
                 seq: v.seq,
+                bucket: None,
             });
             let mut items: Vec<ObjectVersion> = page.versions.into_iter().map(|(v, _)| v).collect();
             // If the cursor's version was deleted, the listing restarts at the newest version of
@@ -387,130 +599,47 @@ impl Runner {
             if let Some(c) = cursor {
                 items.retain(|v| v.key != c.key || v.seq < c.seq);
             }
-            // The cursor moves to the page's last entry, a delete marker included.
-            let next = last.or_else(|| cursor.cloned());
-            Ok((items, next, page.is_truncated))
+            Ok((items, last, page.is_truncated))
         } else {
             let q = ListQuery {
-                prefix: spec.prefix.clone(),
+                prefix: work.prefix().to_owned(),
                 delimiter: None,
                 start_after: cursor.map(|c| c.key.clone()),
                 max_keys: self.config.page_size,
             };
-            let page = meta.list_objects(&spec.bucket, &q).await?;
-            let next = page
-                .objects
-                .last()
-                .map(|v| JobCursor {
-                    key: v.key.clone(),
-                    version_id: None,
-                    seq: v.seq,
-                })
-                .or_else(|| cursor.cloned());
-            Ok((page.objects, next, page.is_truncated))
-        }
-    }
-
-    /// Rewraps the selected versions of a page, `concurrency` at once. `None` if one met a
-    /// transient failure (the page is done again), unless `last_attempt`: then such a version
-    /// counts as failed.
-    async fn process(
-        &self,
-        spec: &ReencryptSpec,
-        target: &Target,
-        versions: Vec<ObjectVersion>,
-        last_attempt: bool,
-    ) -> Option<JobProgress> {
-        let results: Vec<_> = futures::stream::iter(versions)
-            .map(|v| async move {
-                let r = rewrap_version(
-                    &self.state,
-                    &spec.bucket,
-                    &v.key,
-                    Some(&v.version_id),
-                    target,
-                    true,
-                )
-                .await;
-                (v, r)
-            })
-            .buffer_unordered(self.config.concurrency)
-            .collect()
-            .await;
-        let mut p = JobProgress::default();
-        let mut transient = false;
-        for (v, r) in results {
-            let skip = |reason: &str, detail: Option<String>| SkippedObject {
+            let page = meta.list_objects(bucket, &q).await?;
+            let last = page.objects.last().map(|v| JobCursor {
                 key: v.key.clone(),
-                version_id: v.version_id.clone(),
-                reason: reason.to_owned(),
-                detail,
-            };
-            match r {
-                Ok(Ok(Rewrapped::Done)) => p.counters.rewrapped += 1,
-                Ok(Ok(Rewrapped::AlreadyAtTarget)) => p.counters.already_done += 1,
-                Ok(Err(refusal)) => {
-                    p.counters.skipped += 1;
-                    p.skipped.push(skip(refusal.reason(), None));
-                }
-                Err(e)
-                    if matches!(
-                        e.code(),
-                        S3ErrorCode::NoSuchKey | S3ErrorCode::NoSuchVersion
-                    ) =>
-                {
-                    p.counters.skipped += 1;
-                    p.skipped.push(skip("deleted", None));
-                }
-                Err(e)
-                    if !last_attempt
-                        && matches!(
-                            e.code(),
-                            S3ErrorCode::ServiceUnavailable
-                                | S3ErrorCode::KMSInternalException
-                                | S3ErrorCode::InternalError
-                        ) =>
-                {
-                    tracing::warn!(key = %v.key, error = ?e, "job runner: transient rewrap failure");
-                    transient = true;
-                }
-                Err(e) => {
-                    p.counters.failed += 1;
-                    p.skipped.push(skip(
-                        "failed",
-                        Some(format!("{}: {}", e.code().as_str(), e.message())),
-                    ));
-                }
-            }
+                version_id: None,
+                seq: v.seq,
+                bucket: None,
+            });
+            Ok((page.objects, last, page.is_truncated))
         }
-        (!transient).then_some(p)
     }
 }
 
-/// Whether a version is selected by the job: it matches the source filter, or it is already
-/// under the target (a version the job itself rewrapped before a crash stays selected, so a
-/// resumed job counts it as already done, not as missing).
-pub fn selected(v: &ObjectVersion, spec: &ReencryptSpec, target: &Target) -> bool {
-    if v.delete_marker {
-        return false;
-    }
-    let Some(env) = &v.envelope else {
-        return spec.source == SourceFilter::Any;
-    };
-    at_target(env, target) || matches_source(env, &spec.source)
+/// A page of a job's walk.
+struct Page {
+    items: Vec<Item>,
+    /// The cursor after the page.
+    next: Option<JobCursor>,
+    /// More pages follow.
+    more: bool,
 }
 
-fn matches_source(env: &Envelope, source: &SourceFilter) -> bool {
-    match source {
-        SourceFilter::Any => true,
-        SourceFilter::SseS3 => env.algorithm == SseAlgorithm::Aes256,
-        SourceFilter::SseKms(arn) => {
-            env.algorithm == SseAlgorithm::AwsKms
-                && arn
-                    .as_deref()
-                    .map_or(true, |a| env.kms_key_arn.as_deref() == Some(a))
-        }
-    }
+/// A version skipped for `reason` after it was listed (`deleted`, or `changed` into one the job
+/// does not select).
+fn skipped_plan(key: &str, version_id: &str, reason: &str) -> Plan {
+    let mut p = Plan::default();
+    p.counters.skipped += 1;
+    p.skipped.push(SkippedObject {
+        key: key.to_owned(),
+        version_id: version_id.to_owned(),
+        reason: reason.to_owned(),
+        detail: None,
+    });
+    p
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod bucket_keys;
 pub mod directory;
 pub mod error;
 pub mod http;
+pub mod job_plan;
 pub mod jobs;
 pub mod jobs_api;
 pub mod key_usage;

@@ -4,7 +4,7 @@
 
 use axum::body::Body;
 use axum::response::Response;
-use coffer_meta::{Command, Envelope, MetaError, SseAlgorithm};
+use coffer_meta::{Command, Envelope, MetaError, ObjectVersion, SseAlgorithm};
 use http::StatusCode;
 use serde::Deserialize;
 
@@ -221,6 +221,40 @@ pub fn at_target(env: &Envelope, target: &Target) -> bool {
         && env.bucket_key_id.is_some() == target.bucket_key_enabled
 }
 
+/// What the rewrap of version `v` to `target` would do, decided from the version alone: the
+/// envelope to rewrap, `None` when it is already under the target (only with
+/// `skip_if_at_target`), or why the operation refuses it (`now_ms` judges retention).
+pub fn check<'v>(
+    v: &'v ObjectVersion,
+    target: &Target,
+    skip_if_at_target: bool,
+    now_ms: i64,
+) -> Result<Option<&'v Envelope>, Refusal> {
+    if v.delete_marker {
+        return Err(Refusal::DeleteMarker);
+    }
+    let Some(env) = &v.envelope else {
+        return Err(Refusal::Unencrypted);
+    };
+    match env.algorithm {
+        SseAlgorithm::Aes256 | SseAlgorithm::AwsKms => {}
+        a @ (SseAlgorithm::AwsKmsDsse | SseAlgorithm::SseC) => return Err(Refusal::SourceType(a)),
+    }
+    if skip_if_at_target && at_target(env, target) {
+        return Ok(None);
+    }
+    if v.legal_hold {
+        return Err(Refusal::LegalHold);
+    }
+    if v.retention
+        .as_ref()
+        .is_some_and(|r| r.retain_until_ms > now_ms)
+    {
+        return Err(Refusal::Retention);
+    }
+    Ok(Some(env))
+}
+
 /// The rewrap of UpdateObjectEncryption and of re-encryption jobs: reads the version (the
 /// current one without `version_id`), refuses what the operation refuses, rewraps its data key
 /// through KMS ReEncrypt and replaces the envelope with one compare-and-set on its generation
@@ -236,35 +270,16 @@ pub async fn rewrap_version(
 ) -> S3Result<Result<Rewrapped, Refusal>> {
     for _ in 0..5 {
         let v = state.meta.get_object(bucket, key, version_id).await?;
-        if v.delete_marker {
-            return Ok(Err(Refusal::DeleteMarker));
-        }
-        let Some(env) = v.envelope.clone() else {
-            return Ok(Err(Refusal::Unencrypted));
+        let env = match check(&v, target, skip_if_at_target, now_ms()) {
+            Ok(Some(env)) => env,
+            Ok(None) => return Ok(Ok(Rewrapped::AlreadyAtTarget)),
+            Err(refusal) => return Ok(Err(refusal)),
         };
-        match env.algorithm {
-            SseAlgorithm::Aes256 | SseAlgorithm::AwsKms => {}
-            a @ (SseAlgorithm::AwsKmsDsse | SseAlgorithm::SseC) => {
-                return Ok(Err(Refusal::SourceType(a)))
-            }
-        }
-        if skip_if_at_target && at_target(&env, target) {
-            return Ok(Ok(Rewrapped::AlreadyAtTarget));
-        }
-        if v.legal_hold {
-            return Ok(Err(Refusal::LegalHold));
-        }
-        if v.retention
-            .as_ref()
-            .is_some_and(|r| r.retain_until_ms > now_ms())
-        {
-            return Ok(Err(Refusal::Retention));
-        }
         let new_env = crate::sse::rewrap(
             state,
             bucket,
             key,
-            &env,
+            env,
             &target.key_arn,
             target.bucket_key_enabled,
         )

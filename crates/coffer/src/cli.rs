@@ -194,13 +194,21 @@ pub struct BlobArgs {
     pub replicas: usize,
     /// Seconds from the end of one scrub pass (every blob's checksums verified) to the start
     /// of the next; 0 turns the scrub off.
-    #[arg(long, default_value_t = 86_400, env = "COFFER_BLOB_SCRUB_INTERVAL_SECS")]
+    #[arg(
+        long,
+        default_value_t = 86_400,
+        env = "COFFER_BLOB_SCRUB_INTERVAL_SECS"
+    )]
     pub scrub_interval_secs: u64,
     /// Bytes per second the scrub reads at most; 0 for no bound.
     #[arg(long, default_value_t = 32 << 20, env = "COFFER_BLOB_SCRUB_BYTES_PER_SEC")]
     pub scrub_bytes_per_sec: u64,
     /// Seconds between re-replication passes (needs `--meta`); 0 turns them off.
-    #[arg(long, default_value_t = 600, env = "COFFER_BLOB_REREPLICATE_INTERVAL_SECS")]
+    #[arg(
+        long,
+        default_value_t = 600,
+        env = "COFFER_BLOB_REREPLICATE_INTERVAL_SECS"
+    )]
     pub rereplicate_interval_secs: u64,
 }
 

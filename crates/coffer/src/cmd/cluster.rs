@@ -114,7 +114,6 @@ async fn changed(
     ))
 }
 
-
 /// The blob nodes registered in the metadata group at `meta`, for `coffer admin cluster
 /// status`: id, address, heartbeat age, and whether the node answers a Stat from here. Bounded
 /// (a few seconds) so that a status of a group without quorum still prints its members.

@@ -18,7 +18,7 @@
 //! The other combinations (Bucket Key on one side only) go through [`crate::sse::rewrap`], a
 //! KMS call per object, `concurrency` at once.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use coffer_kms::{ReEncryptItem, ReEncrypted, MAX_REENCRYPT_BATCH};
 use coffer_meta::{
@@ -244,7 +244,7 @@ pub struct BucketKeyCache {
     /// Rotation: bucket key id → its record rewrapped under the current material.
     rotated: HashMap<String, Rewrapped>,
     /// Rotation: bucket keys found already under the current material (or not under the key).
-    current: HashMap<String, bool>,
+    current: HashSet<String>,
 }
 
 impl BucketKeyCache {
@@ -358,30 +358,11 @@ async fn plan_reencrypt(
         .collect();
     let mut failed_sources: HashMap<String, S3Error> = HashMap::new();
     if !sources.is_empty() {
-        let mut records = Vec::new();
-        for id in &sources {
-            match bucket_keys::record(state, id).await {
-                Ok(Some(r)) => records.push(r),
-                Ok(None) => {
-                    failed_sources.insert(
-                        id.clone(),
-                        S3Error::internal(format!("bucket key {id} is missing from meta")),
-                    );
-                }
-                Err(e) => {
-                    failed_sources.insert(id.clone(), e);
-                }
-            }
-        }
+        let (records, missing) = load_records(state, &sources).await;
+        failed_sources.extend(missing);
         let req = records
             .iter()
-            .map(|r| ReEncryptItem {
-                ciphertext_blob: r.wrapped.clone(),
-                source_context: r.context.clone(),
-                source_key_id: Some(r.kms_key_arn.clone()),
-                destination_key_id: target.key_arn.clone(),
-                destination_context: r.context.clone(),
-            })
+            .map(|r| record_item(r, &target.key_arn))
             .collect();
         let results = re_encrypt(state, req).await;
         for (r, res) in records.iter().zip(results) {
@@ -472,44 +453,20 @@ async fn plan_rotate(
     let ids: Vec<String> = items
         .iter()
         .filter_map(|i| i.version.envelope.as_ref()?.bucket_key_id.clone())
-        .filter(|id| !cache.rotated.contains_key(id) && !cache.current.contains_key(id))
+        .filter(|id| !cache.rotated.contains_key(id) && !cache.current.contains(id))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let mut failed_keys: HashMap<String, S3Error> = HashMap::new();
+    let (records, mut failed_keys) = load_records(state, &ids).await;
     let mut old = Vec::new();
-    for id in ids {
-        match bucket_keys::record(state, &id).await {
-            Ok(Some(r)) => {
-                let is_current = r.kms_key_arn != spec.key_arn
-                    || material_current(&r.wrapped, mv).unwrap_or(false);
-                if is_current {
-                    cache.current.insert(id, true);
-                } else {
-                    old.push(r);
-                }
-            }
-            Ok(None) => {
-                failed_keys.insert(
-                    id.clone(),
-                    S3Error::internal(format!("bucket key {id} is missing from meta")),
-                );
-            }
-            Err(e) => {
-                failed_keys.insert(id, e);
-            }
+    for r in records {
+        if r.kms_key_arn != spec.key_arn || material_current(&r.wrapped, mv).unwrap_or(false) {
+            cache.current.insert(r.id.clone());
+        } else {
+            old.push(r);
         }
     }
-    let req = old
-        .iter()
-        .map(|r| ReEncryptItem {
-            ciphertext_blob: r.wrapped.clone(),
-            source_context: r.context.clone(),
-            source_key_id: Some(r.kms_key_arn.clone()),
-            destination_key_id: spec.key_arn.clone(),
-            destination_context: r.context.clone(),
-        })
-        .collect();
+    let req = old.iter().map(|r| record_item(r, &spec.key_arn)).collect();
     for (r, res) in old.iter().zip(re_encrypt(state, req).await) {
         match res {
             Ok(re) => {
@@ -593,6 +550,39 @@ async fn plan_rotate(
     let results = re_encrypt(state, batch).await;
     finish_pending(&mut plan, pending, &results, last_attempt);
     plan
+}
+
+/// The records of bucket keys `ids`, and why those that could not be read fail.
+async fn load_records(
+    state: &AppState,
+    ids: &[String],
+) -> (Vec<BucketKeyRecord>, HashMap<String, S3Error>) {
+    let mut records = Vec::new();
+    let mut failed = HashMap::new();
+    for id in ids {
+        match bucket_keys::record(state, id).await {
+            Ok(Some(r)) => records.push(r),
+            Ok(None) => {
+                let e = S3Error::internal(format!("bucket key {id} is missing from meta"));
+                failed.insert(id.clone(), e);
+            }
+            Err(e) => {
+                failed.insert(id.clone(), e);
+            }
+        }
+    }
+    (records, failed)
+}
+
+/// The ReEncrypt of a bucket key record under `destination` (same context).
+fn record_item(r: &BucketKeyRecord, destination: &str) -> ReEncryptItem {
+    ReEncryptItem {
+        ciphertext_blob: r.wrapped.clone(),
+        source_context: r.context.clone(),
+        source_key_id: Some(r.kms_key_arn.clone()),
+        destination_key_id: destination.to_owned(),
+        destination_context: r.context.clone(),
+    }
 }
 
 /// Puts a rewrapped bucket key record with the page (once per page), counted until a

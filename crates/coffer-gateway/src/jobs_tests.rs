@@ -2,63 +2,16 @@
 
 use std::collections::BTreeMap;
 
-use coffer_kms::backend::local::LocalKms;
-use coffer_kms::{CreateKeyRequest, Kms};
 use coffer_meta::{
-    BucketRecord, Command, JobKind, JobRecord, JobState, LocalMeta, ObjectHeaders, ObjectVersion,
-    ReencryptSpec, SourceFilter, SseAlgorithm, Versioning,
+    Command, JobKind, JobRecord, JobState, ReencryptSpec, SourceFilter, SseAlgorithm,
 };
-use zeroize::Zeroizing;
 
 use super::*;
 use crate::sse::{new_object_key, SseRequest};
-use crate::state::{GatewayConfig, StaticCredentials};
-
-const ACCOUNT: &str = "000000000000";
-
-async fn new_key(kms: &dyn Kms) -> String {
-    kms.create_key(CreateKeyRequest {
-        description: "jobs test".into(),
-        aws_managed: false,
-        tags: BTreeMap::new(),
-    })
-    .await
-    .unwrap()
-    .arn
-}
+use crate::test_support::{create_bucket, new_key, put_version};
 
 async fn gateway(dir: &std::path::Path) -> Arc<AppState> {
-    let kms: Arc<dyn Kms> = Arc::new(
-        LocalKms::open(
-            &dir.join("kms"),
-            Zeroizing::new([7u8; 32]),
-            "us-east-1",
-            ACCOUNT,
-        )
-        .unwrap(),
-    );
-    let sse_s3_key_arn = new_key(kms.as_ref()).await;
-    let meta = Arc::new(LocalMeta::open(dir.join("meta")).unwrap());
-    let blobs = Arc::new(coffer_blob::local::LocalBlobStore::open(dir.join("blobs")).unwrap());
-    let creds = Arc::new(StaticCredentials {
-        access_key_id: "AKIDTEST".into(),
-        secret_access_key: Zeroizing::new("secret".into()),
-    });
-    Arc::new(AppState::new(
-        meta,
-        blobs,
-        kms,
-        creds,
-        GatewayConfig {
-            region: "us-east-1".into(),
-            account_id: ACCOUNT.into(),
-            domains: Vec::new(),
-            chunk_size: 1 << 20,
-            max_put_size: 1 << 30,
-            sse_s3_key_arn,
-            allow_sse_c_on_new_buckets: false,
-        },
-    ))
+    Arc::new(crate::test_support::gateway(dir).await)
 }
 
 /// `n` SSE-S3 versions (empty objects: the runner never reads data) under keys `k000`...
@@ -78,32 +31,14 @@ async fn put_with(state: &AppState, bucket: &str, prefix: &str, n: usize, req: &
     for i in 0..n {
         let key = format!("{prefix}{i:03}");
         let ok = new_object_key(state, bucket, &key, req).await.unwrap();
-        let version = ObjectVersion {
-            v: 1,
-            key,
-            version_id: format!("{prefix}v{i}"),
-            seq: 0,
-            delete_marker: false,
-            size: 0,
-            etag: "d41d8cd98f00b204e9800998ecf8427e".into(),
-            last_modified_ms: 1,
-            headers: ObjectHeaders::default(),
-            checksum: None,
-            parts: Vec::new(),
-            envelope: Some(ok.envelope.clone()),
-            retention: None,
-            legal_hold: false,
-            multipart_parts: 0,
-        };
-        state
-            .meta
-            .apply(Command::PutObject {
-                bucket: bucket.into(),
-                version,
-                condition: None,
-            })
-            .await
-            .unwrap();
+        put_version(
+            state,
+            bucket,
+            &key,
+            &format!("{prefix}v{i}"),
+            ok.envelope.clone(),
+        )
+        .await;
     }
 }
 
@@ -125,22 +60,7 @@ fn config(runner: &str) -> JobsConfig {
 async fn setup(dir: &std::path::Path, n: usize) -> (Arc<AppState>, String) {
     let state = gateway(dir).await;
     let target = new_key(state.kms.as_ref()).await;
-    state
-        .meta
-        .apply(Command::CreateBucket(BucketRecord {
-            v: 1,
-            name: "b".into(),
-            created_ms: 1,
-            region: "us-east-1".into(),
-            owner_id: state.config.owner_id(),
-            versioning: Versioning::Enabled,
-            object_lock_enabled: false,
-            default_retention: None,
-            encryption: None,
-            directory: false,
-        }))
-        .await
-        .unwrap();
+    create_bucket(&state, "b").await;
     put_versions(&state, "b", n).await;
     (state, target)
 }

@@ -15,7 +15,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     BlockedEncryptionTypes, EncryptionType, ServerSideEncryption, ServerSideEncryptionByDefault,
@@ -26,7 +25,7 @@ use coffer_meta::{
     GrpcMetaClient, GrpcMetaConfig, ListQuery, MetaClient, ObjectVersion, SseAlgorithm,
 };
 use coffer_tests::cluster::{Cluster, ClusterOptions};
-use coffer_tests::{body_of, bucket_name, ACCESS_KEY, SECRET_KEY};
+use coffer_tests::{body_of, bucket_name, get_bytes, s3_client, ACCESS_KEY, SECRET_KEY};
 use futures::StreamExt;
 use md5::Digest;
 use serde_json::{json, Value};
@@ -91,21 +90,6 @@ fn object(i: usize) -> (String, Enc, Vec<u8>) {
 /// The index of `key` (an `obj/NNNNN` key) for [`object`].
 fn index_of(key: &str) -> Option<usize> {
     key.strip_prefix("obj/")?.parse().ok()
-}
-
-/// A path-style client for one gateway, with the SDK's standard retries.
-fn client(endpoint: &str) -> aws_sdk_s3::Client {
-    let creds =
-        aws_credential_types::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "coffer-test");
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(creds)
-        .force_path_style(true)
-        .retry_config(RetryConfig::standard().with_max_attempts(5))
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
 }
 
 /// The SSE-C header trio's values: algorithm, key, key MD5 (base64).
@@ -368,8 +352,8 @@ async fn job_survives_gateway_and_leader_sigkill_rewrapping_each_object_once() {
     let key_b = blocking(|| cluster.create_kms_key("reencrypt-faults target B"));
     let bucket = bucket_name("reenc-faults");
     let gw = [
-        client(&cluster.gateway_endpoint(0)),
-        client(&cluster.gateway_endpoint(1)),
+        s3_client(&cluster.gateway_endpoint(0), true).await,
+        s3_client(&cluster.gateway_endpoint(1), true).await,
     ];
     gw[0]
         .create_bucket()
@@ -605,8 +589,8 @@ async fn job_survives_gateway_and_leader_sigkill_rewrapping_each_object_once() {
     // first pages, the pages around each fault, a spread of 1 in 33 and every object the job
     // skipped or found at the target.
     let gw = [
-        client(&cluster.gateway_endpoint(0)),
-        client(&cluster.gateway_endpoint(1)),
+        s3_client(&cluster.gateway_endpoint(0), true).await,
+        s3_client(&cluster.gateway_endpoint(1), true).await,
     ];
     let mut sample: BTreeSet<usize> = (0..2 * PAGE_SIZE).collect();
     sample.extend((0..REWRAP).step_by(33));
@@ -661,16 +645,9 @@ async fn check_object(s3: &aws_sdk_s3::Client, bucket: &str, i: usize, key_b: &s
         "HEAD {key}"
     );
     assert_eq!(head.ssekms_key_id(), Some(key_b), "HEAD {key}: key id");
-    let got = s3
-        .get_object()
-        .bucket(bucket)
-        .key(&key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {key}: {e:?}"));
-    let bytes = got.body.collect().await.expect("body").into_bytes();
+    let bytes = get_bytes(s3, bucket, &key).await;
     assert!(
-        bytes.as_ref() == body.as_slice(),
+        bytes == body,
         "GET {key}: {} bytes, not the {} written",
         bytes.len(),
         body.len()

@@ -18,9 +18,10 @@
 //! half-written copy, and a stalled node does not stall every PUT. If fewer than W commit, the
 //! copies that did are deleted (best effort) and the write fails.
 //!
-//! Known gaps, for the repair and orphan sweeps to come: a blob acknowledged with W < R copies
-//! stays under-replicated; a replica whose background commit lands after the blob was deleted,
-//! and a replica a delete could not reach (its node was down), are orphans.
+//! Left to the blob nodes' background work ([`crate::repair`]): a blob acknowledged with W < R
+//! copies is under-replicated until re-replication copies it; a replica whose background commit
+//! lands after the blob was deleted, and a replica a delete could not reach (its node was
+//! down), are orphans until the orphan sweep deletes them.
 //!
 //! # Reads
 //! Replicas are tried in placement order (nodes that recently failed last), then the other

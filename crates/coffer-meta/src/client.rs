@@ -5,6 +5,20 @@ use async_trait::async_trait;
 use crate::error::MetaError;
 use crate::types::*;
 
+/// Ids one [`MetaClient::blob_references`] call may ask about.
+pub const MAX_BLOB_REFERENCE_IDS: usize = 1000;
+
+/// Refuses a [`MetaClient::blob_references`] call asking about too many ids.
+pub(crate) fn check_blob_reference_ids(ids: &[[u8; 16]]) -> Result<(), MetaError> {
+    if ids.len() > MAX_BLOB_REFERENCE_IDS {
+        return Err(MetaError::Invalid(format!(
+            "asked about {} blobs; at most {MAX_BLOB_REFERENCE_IDS} per call",
+            ids.len()
+        )));
+    }
+    Ok(())
+}
+
 /// The metadata role's interface. Writes go through [`MetaClient::apply`] (one command, applied
 /// atomically and durably before it returns); reads are linearizable.
 #[async_trait]
@@ -60,4 +74,7 @@ pub trait MetaClient: Send + Sync + 'static {
     async fn get_job(&self, id: &str) -> Result<Option<crate::job::JobRecord>, MetaError>;
     /// Every job record, by id.
     async fn list_jobs(&self) -> Result<Vec<crate::job::JobRecord>, MetaError>;
+    /// For each blob id, whether an object version or an uploaded part references it (for a
+    /// blob node's orphan sweep). At most [`MAX_BLOB_REFERENCE_IDS`] ids.
+    async fn blob_references(&self, ids: &[[u8; 16]]) -> Result<Vec<bool>, MetaError>;
 }

@@ -31,7 +31,7 @@ pub mod read;
 pub mod state_machine;
 pub mod types;
 
-pub use client::MetaClient;
+pub use client::{MetaClient, MAX_BLOB_REFERENCE_IDS};
 pub use error::MetaError;
 pub use job::*;
 pub use local::LocalMeta;

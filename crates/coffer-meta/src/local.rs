@@ -175,12 +175,18 @@ impl MetaClient for LocalMeta {
     async fn list_jobs(&self) -> Result<Vec<crate::job::JobRecord>, MetaError> {
         self.read(|r| r.list_jobs()).await
     }
+
+    async fn blob_references(&self, ids: &[[u8; 16]]) -> Result<Vec<bool>, MetaError> {
+        crate::client::check_blob_reference_ids(ids)?;
+        let ids = ids.to_vec();
+        self.read(move |r| r.blob_references(&ids)).await
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::testutil::{bucket, put, version};
+    use crate::ops::testutil::{blob, bucket, delete, put, version};
 
     #[tokio::test]
     async fn applies_reads_and_survives_reopen() {
@@ -289,5 +295,42 @@ mod tests {
             page.versions.iter().filter(|(_, latest)| *latest).count(),
             1
         );
+    }
+
+    #[tokio::test]
+    async fn blob_references_follow_versions_across_buckets() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = LocalMeta::open(dir.path()).unwrap();
+        for (name, versioning) in [("b", Versioning::Enabled), ("c", Versioning::Unversioned)] {
+            meta.apply(Command::CreateBucket(bucket(name, versioning)))
+                .await
+                .unwrap();
+        }
+        meta.apply(put("b", "a", "v1", 1)).await.unwrap();
+        meta.apply(put("c", "x", "null", 2)).await.unwrap();
+        let ids = [blob(1), blob(2), blob(3)];
+        assert_eq!(
+            meta.blob_references(&ids).await.unwrap(),
+            [true, true, false]
+        );
+        // An overwrite in the unversioned bucket frees blob 2; a delete marker keeps blob 1.
+        meta.apply(put("c", "x", "null", 3)).await.unwrap();
+        meta.apply(delete("b", "a", None, "m1")).await.unwrap();
+        assert_eq!(
+            meta.blob_references(&ids).await.unwrap(),
+            [true, false, true]
+        );
+        // Deleting the version itself frees blob 1.
+        meta.apply(delete("b", "a", Some("v1"), "")).await.unwrap();
+        assert_eq!(
+            meta.blob_references(&ids).await.unwrap(),
+            [false, false, true]
+        );
+        assert!(meta.blob_references(&[]).await.unwrap().is_empty());
+        let too_many = vec![blob(1); crate::MAX_BLOB_REFERENCE_IDS + 1];
+        assert!(matches!(
+            meta.blob_references(&too_many).await,
+            Err(MetaError::Invalid(_))
+        ));
     }
 }

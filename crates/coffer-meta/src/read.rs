@@ -161,6 +161,25 @@ impl<'a> Reader<'a> {
         self.get_raw(&keys::config(name))
     }
 
+    /// For each blob id, whether an object version or an uploaded part of some bucket
+    /// references it (its reference count `D <bucket>$ R <blob_id>` exists). Buckets are the
+    /// only owners of references: an empty bucket has none, so a deleted bucket left none.
+    pub fn blob_references(&self, ids: &[[u8; 16]]) -> Result<Vec<bool>, MetaError> {
+        let buckets = self.list_buckets()?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let mut referenced = false;
+            for b in &buckets {
+                if self.get_raw(&keys::blob_ref(&b.name, id))?.is_some() {
+                    referenced = true;
+                    break;
+                }
+            }
+            out.push(referenced);
+        }
+        Ok(out)
+    }
+
     /// A digest of the whole state: SHA-256 over every key and value in key order (each as its
     /// length in 8 big-endian bytes, then its bytes). Two members that applied the same log
     /// have the same digest.

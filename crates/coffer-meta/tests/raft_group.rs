@@ -297,6 +297,14 @@ async fn three_members_over_grpc_survive_the_leader_and_fail_fast_without_quorum
         client.get_object("b", "nope", None).await,
         Err(MetaError::NoSuchKey(_))
     ));
+    // Blobs 1, 2 and 3 are referenced (v1 stays as a noncurrent version), 9 is not.
+    assert_eq!(
+        client
+            .blob_references(&[[1; 16], [2; 16], [3; 16], [9; 16]])
+            .await
+            .unwrap(),
+        [true, true, true, false]
+    );
     // The compare-and-set of a rewrap is decided by the state machine.
     client.apply(rewrap("b", "k", 1)).await.unwrap();
     assert!(matches!(

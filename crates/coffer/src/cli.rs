@@ -210,6 +210,15 @@ pub struct BlobArgs {
         env = "COFFER_BLOB_REREPLICATE_INTERVAL_SECS"
     )]
     pub rereplicate_interval_secs: u64,
+    /// Seconds between orphan sweeps (needs `--meta`): a blob no object version or upload
+    /// part references, last written more than `--orphan-grace-secs` ago, is deleted. 0 turns
+    /// the sweep off.
+    #[arg(long, default_value_t = 900, env = "COFFER_BLOB_ORPHAN_INTERVAL_SECS")]
+    pub orphan_interval_secs: u64,
+    /// Age in seconds below which an unreferenced blob is kept: it must exceed the longest
+    /// time from a gateway writing a blob to committing the metadata that names it.
+    #[arg(long, default_value_t = 3_600, env = "COFFER_BLOB_ORPHAN_GRACE_SECS")]
+    pub orphan_grace_secs: u64,
 }
 
 /// `coffer gateway`.

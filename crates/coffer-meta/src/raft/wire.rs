@@ -143,6 +143,11 @@ pub enum ReadRequest {
     },
     /// [`MetaClient::list_jobs`].
     ListJobs,
+    /// [`MetaClient::blob_references`].
+    BlobReferences {
+        /// Blob ids.
+        ids: Vec<[u8; 16]>,
+    },
 }
 
 /// The answer to a [`ReadRequest`], one variant per request.
@@ -172,6 +177,8 @@ pub enum ReadAnswer {
     Job(Option<crate::job::JobRecord>),
     /// To `ListJobs`.
     Jobs(Vec<crate::job::JobRecord>),
+    /// To `BlobReferences`: one answer per id, in order.
+    BlobReferences(Vec<bool>),
 }
 
 impl ReadRequest {
@@ -212,6 +219,10 @@ impl ReadRequest {
             ReadRequest::Digest => ReadAnswer::Digest(reader.digest()?),
             ReadRequest::GetJob { id } => ReadAnswer::Job(reader.get_job(id)?),
             ReadRequest::ListJobs => ReadAnswer::Jobs(reader.list_jobs()?),
+            ReadRequest::BlobReferences { ids } => {
+                crate::client::check_blob_reference_ids(ids)?;
+                ReadAnswer::BlobReferences(reader.blob_references(ids)?)
+            }
         })
     }
 }
@@ -386,6 +397,20 @@ impl<R: Remote> MetaClient for R {
     async fn list_jobs(&self) -> Result<Vec<crate::job::JobRecord>, MetaError> {
         match self.read(ReadRequest::ListJobs).await? {
             ReadAnswer::Jobs(j) => Ok(j),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn blob_references(&self, ids: &[[u8; 16]]) -> Result<Vec<bool>, MetaError> {
+        crate::client::check_blob_reference_ids(ids)?;
+        let request = ReadRequest::BlobReferences { ids: ids.to_vec() };
+        match self.read(request).await? {
+            ReadAnswer::BlobReferences(refs) if refs.len() == ids.len() => Ok(refs),
+            ReadAnswer::BlobReferences(refs) => Err(MetaError::Storage(format!(
+                "{} answers for {} blobs",
+                refs.len(),
+                ids.len()
+            ))),
             other => Err(unexpected(&other)),
         }
     }

@@ -6,9 +6,10 @@
 //! [`HEARTBEAT_INTERVAL`]; gateways started without `--blob` take their node list from there.
 //!
 //! In the background the node scrubs its blobs, and with `--meta` re-replicates the blobs
-//! whose placement nodes lack them (`coffer_blob::repair`; the peers and their liveness come
-//! from the registry below). The counters are on `/metrics`. The orphan sweep is not started:
-//! it needs a read of blob references from the metadata group, which does not exist yet.
+//! whose placement nodes lack them and deletes the orphans past their grace period
+//! (`coffer_blob::repair`; the peers and their liveness come from the registry below, and
+//! whether a blob is referenced from [`MetaClient::blob_references`], a linearizable read).
+//! The counters are on `/metrics`.
 //!
 //! # The registry in meta (config entries, JSON)
 //! - `cluster/blob-nodes/<id>`: `{"id", "addr", "last_heartbeat_ms"}`, rewritten by each
@@ -53,6 +54,8 @@ pub const BLOB_NODES_CONFIG: &str = "cluster/blob-nodes";
 /// A registered node counts as alive while its last heartbeat is at most this old (in
 /// `coffer admin cluster status`, and for re-replication).
 pub const ALIVE_WITHIN_MS: u64 = 3 * HEARTBEAT_INTERVAL.as_millis() as u64 + 1_000;
+/// Below this grace (seconds), the orphan sweep's start logs a warning.
+const MIN_SAFE_ORPHAN_GRACE_SECS: u64 = 600;
 /// Deadline of one call to a peer during repair work (another peer is tried next).
 const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -202,14 +205,12 @@ impl Cluster for MetaCluster {
         })
     }
 
-    /// The metadata group has no read of blob references yet: re-replication copies every
-    /// blob it cannot ask about, and the orphan sweep is not started.
     fn referenced<'a>(&'a self, ids: &'a [BlobId]) -> ClusterFuture<'a, Vec<bool>> {
         Box::pin(async move {
-            Err(format!(
-                "the metadata group offers no blob reference read ({} blobs asked about)",
-                ids.len()
-            ))
+            self.meta
+                .blob_references(ids)
+                .await
+                .map_err(|e| format!("reading blob references in meta: {e}"))
         })
     }
 }
@@ -369,6 +370,12 @@ impl Probe for BlobHealth {
                 "Re-replication passes completed",
                 &r.rereplicate_passes,
             ),
+            (
+                "orphans_deleted",
+                "Blobs no version or upload part referenced, deleted after the grace period",
+                &r.orphans_deleted,
+            ),
+            ("orphan_passes", "Orphan sweeps completed", &r.orphan_passes),
         ] {
             page.counter(name, help, get(c));
         }
@@ -429,6 +436,13 @@ pub async fn run(args: BlobArgs) -> Result<(), CmdError> {
     if args.replicas == 0 {
         return Err("--replicas must be at least 1".into());
     }
+    if args.orphan_interval_secs > 0 && args.orphan_grace_secs < MIN_SAFE_ORPHAN_GRACE_SECS {
+        tracing::warn!(
+            grace_secs = args.orphan_grace_secs,
+            "--orphan-grace-secs is short: a blob whose PUT has not committed its metadata \
+             within the grace (a slow leader election, say) is deleted as an orphan"
+        );
+    }
     std::fs::create_dir_all(&args.data_dir)?;
     let data = args.data_dir.canonicalize()?;
     // Removes the temp files of writes a crash interrupted.
@@ -454,8 +468,8 @@ pub async fn run(args: BlobArgs) -> Result<(), CmdError> {
             scrub_interval: Duration::from_secs(args.scrub_interval_secs),
             scrub_bytes_per_sec: args.scrub_bytes_per_sec,
             rereplicate_interval: Duration::from_secs(args.rereplicate_interval_secs),
-            orphan_interval: Duration::ZERO,
-            ..Default::default()
+            orphan_interval: Duration::from_secs(args.orphan_interval_secs),
+            orphan_grace: Duration::from_secs(args.orphan_grace_secs),
         },
     ));
     let repair_stats = repair.stats();

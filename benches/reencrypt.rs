@@ -9,13 +9,18 @@
 //!    on a bucket of N objects written with Bucket Keys versus one written without.
 //!
 //! Run: `cargo build --release --workspace --bins --benches && COFFER_BIN=$CARGO_TARGET_DIR/release/coffer cargo bench --workspace --bench reencrypt`
-//! Objects: `COFFER_BENCH_OBJECTS_SMALL` of 4 KiB (default 10000), `COFFER_BENCH_OBJECTS_LARGE`
-//! of 1 MiB (default 2000), `COFFER_BENCH_COPY_OBJECTS` of them copied onto themselves (default
-//! 300: its rate is per object), `COFFER_BENCH_OBJECTS_ROTATE` of 4 KiB per rotation bucket
-//! (default 5000). The server's job runner gets `COFFER_JOBS_PAGE_SIZE` 500,
+//! Objects, each a comma-separated list of bucket sizes (one bucket and one table row each):
+//! `COFFER_BENCH_OBJECTS_SMALL` of 4 KiB (default 10000), `COFFER_BENCH_OBJECTS_LARGE` of 1 MiB
+//! (default 2000), `COFFER_BENCH_OBJECTS_ROTATE` of 4 KiB per rotation bucket (default 5000);
+//! the issue's scale is `SMALL=10000,100000 LARGE=10000,100000 ROTATE=100000`.
+//! `COFFER_BENCH_COPY_OBJECTS` of each bucket are copied onto themselves (default 300: its rate
+//! is per object). The server's job runner gets `COFFER_JOBS_PAGE_SIZE` 500,
 //! `COFFER_JOBS_CONCURRENCY` 32 and `COFFER_JOBS_POLL_MS` 100 unless they are set. Everything
-//! stays in the temp dir until the end: about LARGE + COPY MiB for the 1 MiB bucket.
+//! stays in the temp dir until the end (about N + COPY MiB per 1 MiB bucket); a bucket that
+//! would not fit in the free space of the temp dir's file system is skipped, and its row says
+//! so.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -247,6 +252,54 @@ async fn check_object(s3: &aws_sdk_s3::Client, bucket: &str, i: usize, body: &[u
     );
 }
 
+/// A comma-separated list of object counts from `name`, or `default`.
+fn env_counts(name: &str, default: &[usize]) -> Vec<usize> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .split(',')
+            .map(|n| {
+                n.trim()
+                    .parse::<usize>()
+                    .unwrap_or_else(|e| panic!("{name}={v}: {e}"))
+                    .max(1)
+            })
+            .collect(),
+        Err(_) => default.to_vec(),
+    }
+}
+
+/// Bytes free for an unprivileged writer on the file system of `dir` (`df -Pk`).
+fn free_bytes(dir: &Path) -> u64 {
+    let out = std::process::Command::new("df")
+        .arg("-Pk")
+        .arg(dir)
+        .output()
+        .expect("df");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+        .unwrap_or_else(|| panic!("df -Pk {}: {text}", dir.display()))
+}
+
+/// Whether `n` objects of `size` (and the copies of the classic re-encryption) fit in the free
+/// space of `dir`, with a tenth to spare for metadata and logs.
+fn fits(dir: &Path, n: usize, size: usize, copies: usize) -> Result<(), String> {
+    let need = ((n + copies) as u64 * size as u64) / 10 * 11;
+    let free = free_bytes(dir);
+    if need <= free {
+        Ok(())
+    } else {
+        Err(format!(
+            "skipped: needs about {} GB, {} GB free",
+            need / 1_000_000_000,
+            free / 1_000_000_000
+        ))
+    }
+}
+
 fn secs(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64())
 }
@@ -256,10 +309,10 @@ fn per_s(n: usize, d: Duration) -> f64 {
 }
 
 fn main() {
-    let small = env_usize("COFFER_BENCH_OBJECTS_SMALL", 10_000).max(1);
-    let large = env_usize("COFFER_BENCH_OBJECTS_LARGE", 2000).max(1);
+    let small = env_counts("COFFER_BENCH_OBJECTS_SMALL", &[10_000]);
+    let large = env_counts("COFFER_BENCH_OBJECTS_LARGE", &[2000]);
     let copies = env_usize("COFFER_BENCH_COPY_OBJECTS", 300).max(1);
-    let rotate_n = env_usize("COFFER_BENCH_OBJECTS_ROTATE", 5000).max(1);
+    let rotate_ns = env_counts("COFFER_BENCH_OBJECTS_ROTATE", &[5000]);
     // The server inherits the runner settings; set before any other thread exists.
     let runner: Vec<String> = RUNNER_ENV
         .iter()
@@ -287,9 +340,21 @@ fn main() {
 
         // 1. Job versus CopyObject onto itself, by object size.
         let mut rows = Vec::new();
-        let mut job_rates = Vec::new();
-        for (label, size, n) in [("4 KiB", 4 * KIB, small), ("1 MiB", MIB, large)] {
-            let bucket = format!("reencrypt-{}", label.replace(' ', "").to_lowercase());
+        // (size label, objects, job rate) of every bucket measured.
+        let mut job_rates: Vec<(&str, usize, f64)> = Vec::new();
+        let sizes = small
+            .iter()
+            .map(|&n| ("4 KiB", 4 * KIB, n))
+            .chain(large.iter().map(|&n| ("1 MiB", MIB, n)));
+        for (label, size, n) in sizes {
+            let bucket = format!("reencrypt-{}-{n}", label.replace(' ', "").to_lowercase());
+            if let Err(why) = fits(&coffer.dir, n, size, copies.min(n)) {
+                eprintln!("{bucket}: {why}");
+                let mut row = vec![label.to_owned(), n.to_string(), why];
+                row.resize(8, "-".to_owned());
+                rows.push(row);
+                continue;
+            }
             let body = Bytes::from(body_of(size, size as u64));
             let from_a = Sse {
                 key_arn: key_a.clone(),
@@ -312,7 +377,7 @@ fn main() {
             let copy = copy_onto_themselves(&s3, &bucket, c, &key_a).await;
             check_object(&s3, &bucket, c - 1, &body, &key_a).await;
             let (job_rate, copy_rate) = (job.rate(), per_s(c, copy));
-            job_rates.push(job_rate);
+            job_rates.push((label, n, job_rate));
             rows.push(vec![
                 label.to_owned(),
                 n.to_string(),
@@ -342,13 +407,22 @@ fn main() {
             ],
             &rows,
         );
-        println!(
-            "job rate 1 MiB / 4 KiB = {:.2} (1.0: the cost does not depend on the size)",
-            job_rates[1] / job_rates[0]
-        );
+        // The size ratio, for each object count measured at both sizes.
+        for &(_, n, small_rate) in job_rates.iter().filter(|r| r.0 == "4 KiB") {
+            if let Some(&(_, _, large_rate)) = job_rates.iter().find(|r| r.0 == "1 MiB" && r.1 == n)
+            {
+                println!(
+                    "job rate 1 MiB / 4 KiB at {n} objects = {:.2} (1.0: the cost does not \
+                     depend on the size)",
+                    large_rate / small_rate
+                );
+            }
+        }
 
         // 2. Key rotation with rewrap: Bucket Keys versus none.
-        rotation(&admin, &s3, &kms, rotate_n).await;
+        for n in rotate_ns {
+            rotation(&admin, &s3, &kms, n).await;
+        }
     });
     println!("\n(whole run: {} s)", secs(started.elapsed()));
 }
@@ -359,10 +433,11 @@ async fn rotation(admin: &AdminApi, s3: &aws_sdk_s3::Client, kms: &aws_sdk_kms::
     let body = Bytes::from(body_of(4 * KIB, 11));
     let mut rows = Vec::new();
     let mut rates = Vec::new();
-    for (bucket, bucket_key) in [
+    for (prefix, bucket_key) in [
         ("rotate-bucket-keys", true),
         ("rotate-no-bucket-keys", false),
     ] {
+        let bucket = &format!("{prefix}-{n}");
         let key_arn = create_key(kms, &format!("bench rotate {bucket}")).await;
         let sse = Sse {
             key_arn: key_arn.clone(),

@@ -4,7 +4,9 @@
 //! starts while the KMS is down. Each call has a deadline covering all its attempts; only
 //! `Unavailable` is retried, a bounded number of times with doubling backoff, and never for
 //! CreateKey (not idempotent). When the KMS is down, calls fail fast with
-//! [`KmsError::Unavailable`].
+//! [`KmsError::Unavailable`]. A ReEncryptBatch gets one deadline per
+//! [`BATCH_ITEMS_PER_DEADLINE`] items, so a full batch to a slow backend is not cut short at
+//! the deadline of a single call.
 
 use std::future::Future;
 use std::time::Duration;
@@ -23,6 +25,17 @@ use super::MAX_MESSAGE_BYTES;
 use crate::kms::*;
 use crate::validate;
 use crate::KmsError;
+
+/// Items of a ReEncryptBatch covered by one [`ClientConfig::timeout`]: a batch of 1000 has
+/// ten times a single call's deadline.
+pub const BATCH_ITEMS_PER_DEADLINE: usize = 100;
+
+/// The deadline of a ReEncryptBatch of `items` items: `timeout` per started
+/// [`BATCH_ITEMS_PER_DEADLINE`].
+fn batch_deadline(timeout: Duration, items: usize) -> Duration {
+    let shares = items.div_ceil(BATCH_ITEMS_PER_DEADLINE).max(1);
+    timeout.saturating_mul(u32::try_from(shares).unwrap_or(u32::MAX))
+}
 
 /// Settings of a [`GrpcKmsClient`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,8 +104,8 @@ impl GrpcKmsClient {
             .map_err(|e| {
                 KmsError::Validation(format!("invalid KMS endpoint '{}': {e}", cfg.endpoint))
             })?
+            // No channel-wide timeout: each call sets its own deadline (see `call_within`).
             .connect_timeout(cfg.connect_timeout)
-            .timeout(cfg.timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true);
@@ -111,7 +124,23 @@ impl GrpcKmsClient {
         F: Fn(KmsClient<Channel>, Request<Req>) -> Fut,
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
-        let deadline = Instant::now() + self.cfg.timeout;
+        self.call_within(self.cfg.timeout, req, retry, f).await
+    }
+
+    /// [`Self::call`] with a deadline of `timeout`, all attempts included.
+    async fn call_within<Req, Resp, F, Fut>(
+        &self,
+        timeout: Duration,
+        req: Req,
+        retry: bool,
+        f: F,
+    ) -> Result<Resp, KmsError>
+    where
+        Req: Clone,
+        F: Fn(KmsClient<Channel>, Request<Req>) -> Fut,
+        Fut: Future<Output = Result<Response<Resp>, Status>>,
+    {
+        let deadline = Instant::now() + timeout;
         let mut backoff = self.cfg.backoff;
         let mut attempt = 0;
         loop {
@@ -412,7 +441,8 @@ impl Kms for GrpcKmsClient {
             items: items.iter().map(Into::into).collect(),
         };
         let resp = self
-            .call(
+            .call_within(
+                batch_deadline(self.cfg.timeout, n),
                 r,
                 true,
                 |mut c, r| async move { c.re_encrypt_batch(r).await },
@@ -506,5 +536,20 @@ impl Kms for GrpcKmsClient {
         })
         .await
         .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_gets_one_deadline_per_hundred_items() {
+        let t = Duration::from_secs(5);
+        assert_eq!(batch_deadline(t, 0), t);
+        assert_eq!(batch_deadline(t, 1), t);
+        assert_eq!(batch_deadline(t, 100), t);
+        assert_eq!(batch_deadline(t, 101), 2 * t);
+        assert_eq!(batch_deadline(t, crate::MAX_REENCRYPT_BATCH), 10 * t);
     }
 }

@@ -239,6 +239,30 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_batch_waits_one_deadline_per_hundred_items() {
+        // As above, nothing answers: a batch of 150 items waits two deadlines, not one.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let timeout = Duration::from_millis(400);
+        let c = client(silent.local_addr().unwrap(), timeout);
+        let item = crate::ReEncryptItem {
+            ciphertext_blob: vec![1],
+            source_context: Default::default(),
+            source_key_id: None,
+            destination_key_id: "alias/any".into(),
+            destination_context: Default::default(),
+        };
+        let t = Instant::now();
+        let e = c.re_encrypt_batch(vec![item; 150]).await.unwrap_err();
+        assert!(matches!(e, crate::KmsError::Unavailable(_)), "{e}");
+        assert!(
+            t.elapsed() >= 2 * timeout - Duration::from_millis(50)
+                && t.elapsed() < 2 * timeout + Duration::from_millis(500),
+            "took {:?}",
+            t.elapsed()
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn lazy_client_works_once_the_kms_comes_up() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -72,6 +72,17 @@ mod tests {
         }
     }
 
+    /// A ReEncrypt item for calls that never reach a KMS.
+    fn unroutable_item() -> crate::ReEncryptItem {
+        crate::ReEncryptItem {
+            ciphertext_blob: vec![1],
+            source_context: Default::default(),
+            source_key_id: None,
+            destination_key_id: "alias/any".into(),
+            destination_context: Default::default(),
+        }
+    }
+
     fn client(addr: std::net::SocketAddr, timeout: Duration) -> GrpcKmsClient {
         GrpcKmsClient::connect_lazy(ClientConfig {
             endpoint: format!("http://{addr}"),
@@ -179,13 +190,7 @@ mod tests {
             .local_addr()
             .unwrap();
         let c = client(addr, Duration::from_secs(2));
-        let item = crate::ReEncryptItem {
-            ciphertext_blob: vec![1],
-            source_context: Default::default(),
-            source_key_id: None,
-            destination_key_id: "alias/any".into(),
-            destination_context: Default::default(),
-        };
+        let item = unroutable_item();
         assert_err(
             c.re_encrypt_batch(vec![item; crate::MAX_REENCRYPT_BATCH + 1])
                 .await,
@@ -245,13 +250,7 @@ mod tests {
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let timeout = Duration::from_millis(400);
         let c = client(silent.local_addr().unwrap(), timeout);
-        let item = crate::ReEncryptItem {
-            ciphertext_blob: vec![1],
-            source_context: Default::default(),
-            source_key_id: None,
-            destination_key_id: "alias/any".into(),
-            destination_context: Default::default(),
-        };
+        let item = unroutable_item();
         let t = Instant::now();
         let e = c.re_encrypt_batch(vec![item; 150]).await.unwrap_err();
         assert!(matches!(e, crate::KmsError::Unavailable(_)), "{e}");

@@ -166,18 +166,16 @@ impl<'a> Reader<'a> {
     /// only owners of references: an empty bucket has none, so a deleted bucket left none.
     pub fn blob_references(&self, ids: &[[u8; 16]]) -> Result<Vec<bool>, MetaError> {
         let buckets = self.list_buckets()?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let mut referenced = false;
-            for b in &buckets {
-                if self.get_raw(&keys::blob_ref(&b.name, id))?.is_some() {
-                    referenced = true;
-                    break;
+        ids.iter()
+            .map(|id| {
+                for b in &buckets {
+                    if self.get_raw(&keys::blob_ref(&b.name, id))?.is_some() {
+                        return Ok(true);
+                    }
                 }
-            }
-            out.push(referenced);
-        }
-        Ok(out)
+                Ok(false)
+            })
+            .collect()
     }
 
     /// A digest of the whole state: SHA-256 over every key and value in key order (each as its
